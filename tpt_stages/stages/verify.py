@@ -1,0 +1,78 @@
+"""verify: a verdict for every sample of this shard, from the task's graders.
+
+Math is graded in process; code runs in the sandbox (one sandbox per shard). An `infra_error` (the grader or
+sandbox failed, not the model) is retried, and never counted as a wrong answer.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from tpt_stages import layout, manifest
+from tpt_stages.manifest import StageOutput
+from tpt_stages.records import Sample, Verdict, Verified
+from tpt_stages.stage import Context, StageError
+
+INFRA_RETRIES = 2
+
+
+def grade(task, primary: str, problems: dict, samples: list[Sample]) -> list[Verified]:
+    verified: list[Verified | None] = [None] * len(samples)
+    todo = list(range(len(samples)))
+    for _ in range(1 + INFRA_RETRIES):
+        grades = task.grade([(problems[samples[i].problem_id], samples[i].completion) for i in todo])
+        retry = []
+        for i, g in zip(todo, grades, strict=True):
+            verified[i] = Verified(**samples[i].model_dump(), verdict=g[primary].verdict, grades=g)
+            if g[primary].verdict is Verdict.infra_error:
+                retry.append(i)
+        todo = retry
+        if not todo:
+            break
+    return verified  # type: ignore[return-value]
+
+
+def run(ctx: Context, out: StageOutput) -> dict:
+    think_dir = layout.stage_dir(ctx.round, layout.Stage.think, ctx.shard)
+    think = manifest.read(ctx.store, think_dir)
+    if think is None:
+        raise StageError(f"think shard {ctx.shard} of round {ctx.round} is not committed ({think_dir})")
+    primary = ctx.spec.task.primary_grader
+    report: dict = {"samples": 0}
+    verdicts: Counter = Counter()
+    for entry in think.files:
+        split = entry.path.removesuffix(".jsonl")
+        samples = manifest.read_jsonl(ctx.store, f"{think_dir}/{entry.path}", Sample)
+        problems = {p.id: p for p in ctx.problems(split)}
+        rows = grade(ctx.task, primary, problems, samples)
+        out.write_jsonl(entry.path, rows)
+        verdicts.update(r.verdict.value for r in rows)
+        report["samples"] += len(rows)
+    backend = getattr(ctx.task, "backend_used", None)
+    if backend:
+        report["sandbox"] = backend
+    report["verdicts"] = dict(sorted(verdicts.items()))
+    return report
+
+
+# In a cluster the code sandbox pod splits verify in three so that no process that can see object-store
+# credentials ever shares a container with model-written programs:
+#   fetch  (init container, credentials)     remote store -> workdir
+#   grade  (sandbox container, none)         verify against the workdir store, then `_DONE`
+#   upload (native sidecar, credentials)     after `_DONE`: workdir -> remote store, manifest last, `_UPLOADED`
+DONE, UPLOADED = "_DONE", "_UPLOADED"
+
+
+def fetch(ctx: Context, local) -> None:
+    keys = [layout.SPEC, layout.problems_file("train"), layout.problems_file("test")]
+    keys += ctx.store.list(layout.stage_dir(ctx.round, layout.Stage.think, ctx.shard))
+    for key in keys:
+        if ctx.store.exists(key):
+            local.write_bytes(key, ctx.store.read_bytes(key))
+
+
+def upload(ctx: Context, local) -> None:
+    d = layout.stage_dir(ctx.round, layout.Stage.verify, ctx.shard)
+    keys = local.list(d)
+    for key in sorted(keys, key=lambda k: k.endswith(layout.MANIFEST)):  # the manifest last: it commits
+        ctx.store.write_bytes(key, local.read_bytes(key))
