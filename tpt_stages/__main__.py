@@ -24,9 +24,13 @@ def _stage_fn(stage: Stage):
     from tpt_stages.stages import prepare, score, select, think, train, verify
 
     return {
-        Stage.prepare: prepare.run, Stage.think: think.run, Stage.verify: verify.run,
-        Stage.score: score.run, Stage.select: select.run, Stage.train: train.run,
-    }[stage]  # fmt: skip
+        Stage.prepare: prepare.run,
+        Stage.think: think.run,
+        Stage.verify: verify.run,
+        Stage.score: score.run,
+        Stage.select: select.run,
+        Stage.train: train.run,
+    }[stage]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,8 +41,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shard", type=int, default=int(os.environ.get("JOB_COMPLETION_INDEX", "0")))
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--sandbox-backend", default=os.environ.get("TPT_SANDBOX_BACKEND", "auto"))
-    p.add_argument("--phase", choices=["all", "fetch", "grade", "upload"], default="all",
-                   help="verify only: the split used by the cluster's credential-free sandbox pod")  # fmt: skip
+    p.add_argument(
+        "--phase",
+        choices=["all", "fetch", "grade", "upload"],
+        default="all",
+        help="verify only: the split used by the cluster's credential-free sandbox pod",
+    )
     p.add_argument("--workdir", type=Path, default=Path("/work"))
     return p.parse_args(argv)
 
@@ -63,9 +71,14 @@ def main(argv: list[str] | None = None) -> int:
         local = LocalStore(args.workdir)
         # The sandbox container holds no credentials: it reads and writes only its workdir.
         store = local if args.phase == "grade" else open_run_store(run)
-        ctx = Context(run, store, args.round, args.shard if stage in layout.SHARDED else None,
-                      args.num_shards if stage in layout.SHARDED else 1,
-                      sandbox_backend=args.sandbox_backend)  # fmt: skip
+        ctx = Context(
+            run,
+            store,
+            args.round,
+            args.shard if stage in layout.SHARDED else None,
+            args.num_shards if stage in layout.SHARDED else 1,
+            sandbox_backend=args.sandbox_backend,
+        )
         if args.phase != "all":
             from tpt_stages.stages import verify
 

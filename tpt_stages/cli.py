@@ -71,8 +71,16 @@ def rounds_table(run: SelfImprovementRun, status: RunStatus) -> Table:
 def cmd_run(args: argparse.Namespace) -> int:
     runs = load_all(args.file)
     if args.store:
-        runs = [r.model_copy(update={"spec": r.spec.model_copy(update={"storage": r.spec.storage.model_copy(
-            update={"uri": args.store.rstrip("/")})})}) for r in runs]  # fmt: skip
+        runs = [
+            r.model_copy(
+                update={
+                    "spec": r.spec.model_copy(
+                        update={"storage": r.spec.storage.model_copy(update={"uri": args.store.rstrip("/")})}
+                    )
+                }
+            )
+            for r in runs
+        ]
     results = []
     for run in runs:
         console.print(f"[bold]{run.name}[/]: artifacts in {run.run_uri()}")

@@ -3,8 +3,9 @@
 Two graders, always recorded side by side so that a run shows how much of a score is formatting:
 
 - `strict` is the paper's check ("answers exactly match the ground truth, including formatting"): the first
-  match of `#### (-?[\\d.,]+)`, compared to the gold string as written. The number must follow `#### ` directly,
-  so `#### $1,600` has no answer, `#### 1,600` is wrong against `1600`, and `#### 12.` is wrong against `12`.
+  match of `#### (-?[\\d.,]+)`, compared to the gold string as written. The number must follow `#### `
+  directly, so `#### $1,600` has no answer, `#### 1,600` is wrong against `1600`, and `#### 12.` is wrong
+  against `12`.
 - `normalized` reads the answer after the LAST `####` (the model's final word), drops `$`, thousands commas
   and a sentence-ending `.`, and compares numbers exactly (fractions, so `12.0` == `12` and `0.5` == `1/2`).
 """

@@ -7,6 +7,7 @@ see a mix of two attempts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -56,10 +57,8 @@ class Manifest(BaseModel):
 def versions() -> dict[str, str]:
     found = {"python": platform.python_version()}
     for name in _VERSIONED:
-        try:
+        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
             found[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            pass
     return found
 
 

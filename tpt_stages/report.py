@@ -25,8 +25,7 @@ def table(status: RunStatus) -> list[list[str]]:
         f = rs.funnel
         kept = f"{f.selected}/{f.generated}" if f else "—"
         rows.append(
-            [str(rs.round), _pct(rs.pass1), _pct(rs.passk), _pct(rs.correctk), kept,
-             f"{sum(rs.seconds.values()):.0f}"]  # fmt: skip
+            [str(rs.round), _pct(rs.pass1), _pct(rs.passk), _pct(rs.correctk), kept, f"{sum(rs.seconds.values()):.0f}"]
         )
     return rows
 
@@ -53,8 +52,11 @@ def markdown(runs: Sequence[tuple[SelfImprovementRun, RunStatus]]) -> str:
         out += ["| " + " | ".join(row) + " |" for row in table(status)]
         funnels = [(rs.round, rs.funnel) for rs in status.rounds if rs.funnel]
         if funnels:
-            out += ["", "Pruning funnel (train samples): problems → generated → answered → correct → unique → "
-                    "selected", ""]  # fmt: skip
+            out += [
+                "",
+                "Pruning funnel (train samples): problems → generated → answered → correct → unique → selected",
+                "",
+            ]
             out += [
                 f"- round {r}: {f.problems} → {f.generated} → {f.answered} → {f.correct} → {f.unique} → {f.selected}"
                 for r, f in funnels
@@ -80,11 +82,23 @@ def plot(runs: Sequence[tuple[SelfImprovementRun, RunStatus]]) -> bytes:
         xs = [rs.round for rs in rounds]
         label = f"{run.name} ({run.spec.select.strategy.value})"
         (line,) = ax1.plot(xs, [100 * rs.pass1 for rs in rounds], marker="o", label=f"{label} Pass@1")
-        ax1.plot(xs, [100 * (rs.passk or 0) for rs in rounds], marker="s", linestyle="--", color=line.get_color(),
-                 alpha=0.6, label=f"{label} Pass@{rounds[0].k if rounds else 'k'}")  # fmt: skip
+        ax1.plot(
+            xs,
+            [100 * (rs.passk or 0) for rs in rounds],
+            marker="s",
+            linestyle="--",
+            color=line.get_color(),
+            alpha=0.6,
+            label=f"{label} Pass@{rounds[0].k if rounds else 'k'}",
+        )
         funnels = [rs for rs in status.rounds if rs.funnel]
-        ax2.plot([rs.round for rs in funnels], [rs.funnel.correct / max(rs.funnel.generated, 1) * 100 for rs in funnels],
-                 marker="o", color=line.get_color(), label=f"{label}: correct / generated")  # fmt: skip
+        ax2.plot(
+            [rs.round for rs in funnels],
+            [rs.funnel.correct / max(rs.funnel.generated, 1) * 100 for rs in funnels],
+            marker="o",
+            color=line.get_color(),
+            label=f"{label}: correct / generated",
+        )
     ax1.set(xlabel="round (model M_r)", ylabel="% of test problems", title="Evaluation")
     ax2.set(xlabel="round", ylabel="% of train samples", title="Pruning: correct share of samples")
     for ax in (ax1, ax2):

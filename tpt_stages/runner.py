@@ -6,6 +6,7 @@ the stage it points to; a stage that had already committed exits at once with it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -91,8 +92,16 @@ class LocalExecutor:
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self, action: Launch, shard: int) -> list[str]:
-        cmd = [sys.executable, "-m", "tpt_stages", action.ref.stage.value, "--round", str(action.ref.round),
-               "--spec", f"{self.store.uri}/{layout.SPEC}"]  # fmt: skip
+        cmd = [
+            sys.executable,
+            "-m",
+            "tpt_stages",
+            action.ref.stage.value,
+            "--round",
+            str(action.ref.round),
+            "--spec",
+            f"{self.store.uri}/{layout.SPEC}",
+        ]
         if action.shards > 1:
             cmd += ["--shard", str(shard), "--num-shards", str(action.shards)]
         return cmd
@@ -113,8 +122,13 @@ class LocalExecutor:
                         log = self.log_dir / f"{ref.slug}-shard{shard}.log"
                         env = {**os.environ, "TPT_REPORT_FILE": str(report_file), "PYTHONUNBUFFERED": "1"}
                         with open(log, "w") as f:
-                            proc = subprocess.Popen(self.command(action, shard), stdout=f, stderr=subprocess.STDOUT,
-                                                    env=env, start_new_session=True)  # fmt: skip
+                            proc = subprocess.Popen(
+                                self.command(action, shard),
+                                stdout=f,
+                                stderr=subprocess.STDOUT,
+                                env=env,
+                                start_new_session=True,
+                            )
                         running.append((shard, proc, report_file, log))
                     time.sleep(0.2)
                     for item in [r for r in running if r[1].poll() is not None]:
@@ -134,10 +148,18 @@ class LocalExecutor:
             shard, code, log = failures[0]
             tail = _tail(log)
             reason = "InvalidInput" if code == 2 else "StageFailed"
-            return Observation(State.failed, reason=reason, message=f"shard {shard} exited {code}: {tail} (log: {log})",
-                               seconds=seconds)  # fmt: skip
-        return Observation(State.succeeded, report=merge_shard_reports(reports), seconds=seconds,
-                           gpus=_gpu_count() if ref.stage in layout.GPU_STAGES else 0)  # fmt: skip
+            return Observation(
+                State.failed,
+                reason=reason,
+                message=f"shard {shard} exited {code}: {tail} (log: {log})",
+                seconds=seconds,
+            )
+        return Observation(
+            State.succeeded,
+            report=merge_shard_reports(reports),
+            seconds=seconds,
+            gpus=_gpu_count() if ref.stage in layout.GPU_STAGES else 0,
+        )
 
 
 def _terminate(proc: subprocess.Popen) -> None:
@@ -145,10 +167,8 @@ def _terminate(proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, 15)
         proc.wait(timeout=10)
     except (ProcessLookupError, subprocess.TimeoutExpired):
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
 
 
 def _tail(log: Path, lines: int = 3) -> str:
@@ -171,9 +191,7 @@ def run_to_end(run: SelfImprovementRun, display=None, log_dir: Path | None = Non
     """Drive one run until it succeeds, fails or is suspended; returns the final status."""
     store = open_store(run.run_uri(), endpoint=run.spec.storage.endpoint)
     snapshot_spec(store, run)
-    log_dir = log_dir or (
-        store.root / "logs" if hasattr(store, "root") else Path(".tpt-logs") / run.name
-    )
+    log_dir = log_dir or (store.root / "logs" if hasattr(store, "root") else Path(".tpt-logs") / run.name)
     executor = LocalExecutor(run, store, log_dir)
     status = load_status(store)
     obs = ABSENT

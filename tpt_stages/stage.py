@@ -89,9 +89,13 @@ def run_stage(stage: layout.Stage, fn: StageFn, ctx: Context, *, commit: bool = 
     else:
         shard = ctx.shard if stage in layout.SHARDED else None
         out = StageOutput(
-            ctx.store, directory, stage=stage.value, round=ctx.round, shard=shard,
+            ctx.store,
+            directory,
+            stage=stage.value,
+            round=ctx.round,
+            shard=shard,
             num_shards=ctx.num_shards if shard is not None else None,
-        )  # fmt: skip
+        )
         report = fn(ctx, out)
         report["seconds"] = out.commit(report).seconds
     emit_report(report)

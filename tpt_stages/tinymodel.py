@@ -118,9 +118,7 @@ def _new_model(tokenizer, arch: Architecture, seed: int):
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).float()
-    model.generation_config = GenerationConfig(
-        eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id
-    )
+    model.generation_config = GenerationConfig(eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     return model
 
 
@@ -131,18 +129,20 @@ def quick_pass1(model, tokenizer, problems, *, temperature: float, max_tokens: i
     from tpt_stages import graders
 
     tokenizer.padding_side = "left"
-    texts = [tokenizer.apply_chat_template(_conversation(p.question), add_generation_prompt=True, tokenize=False)
-             for p in problems]  # fmt: skip
+    texts = [
+        tokenizer.apply_chat_template(_conversation(p.question), add_generation_prompt=True, tokenize=False)
+        for p in problems
+    ]
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
     model.eval()
     with torch.no_grad(), torch.random.fork_rng():
         torch.manual_seed(seed)
-        out = model.generate(
-            **batch, do_sample=True, temperature=temperature, top_p=1.0, max_new_tokens=max_tokens
-        )
+        out = model.generate(**batch, do_sample=True, temperature=temperature, top_p=1.0, max_new_tokens=max_tokens)
     model.train()
     completions = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    ok = sum(graders.normalized(c, p.answer).verdict.value == "correct" for p, c in zip(problems, completions))
+    ok = sum(
+        graders.normalized(c, p.answer).verdict.value == "correct" for p, c in zip(problems, completions, strict=True)
+    )
     return ok / len(problems)
 
 
@@ -160,8 +160,7 @@ def _pretrain(model, tokenizer, problems, held_out, cfg: Pretraining, seed: int,
     model.train()
     for step in range(1, cfg.max_steps + 1):
         chunk = rng.sample(problems, cfg.batch_size)
-        texts = [tokenizer.apply_chat_template(_conversation(p.question, p.solution), tokenize=False)
-                 for p in chunk]  # fmt: skip
+        texts = [tokenizer.apply_chat_template(_conversation(p.question, p.solution), tokenize=False) for p in chunk]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         loss = model(**batch, labels=labels).loss
@@ -172,8 +171,14 @@ def _pretrain(model, tokenizer, problems, held_out, cfg: Pretraining, seed: int,
         opt.zero_grad(set_to_none=True)
         due = step >= cfg.eval_start and (step - cfg.eval_start) % cfg.eval_every == 0
         if cfg.target_pass1 is not None and due:
-            p1 = quick_pass1(model, tokenizer, held_out, temperature=cfg.eval_temperature,
-                             max_tokens=cfg.eval_max_tokens, seed=seed + step)  # fmt: skip
+            p1 = quick_pass1(
+                model,
+                tokenizer,
+                held_out,
+                temperature=cfg.eval_temperature,
+                max_tokens=cfg.eval_max_tokens,
+                seed=seed + step,
+            )
             tokenizer.padding_side = "right"
             evals.append((step, p1))
             log(f"step {step}: loss {loss.item():.3f}, quick Pass@1 {p1:.3f}")
@@ -240,8 +245,12 @@ def build_tiny_model(
 
 
 def _handler(args: argparse.Namespace) -> int:
-    pre = Pretraining(target_pass1=args.target_pass1, max_steps=args.max_steps, batch_size=args.batch_size,
-                      learning_rate=args.learning_rate)  # fmt: skip
+    pre = Pretraining(
+        target_pass1=args.target_pass1,
+        max_steps=args.max_steps,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+    )
     record = build_tiny_model(args.out, pretraining=pre, seed=args.seed)
     print(json.dumps({k: record[k] for k in ("steps", "pass1", "seconds", "parameters")}))
     return 0
@@ -255,8 +264,12 @@ def add_parser(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, help="directory for the Hugging Face model")
-    p.add_argument("--target-pass1", type=float, default=Pretraining.target_pass1,
-                   help="stop pre-training once a quick sampled evaluation reaches this Pass@1")  # fmt: skip
+    p.add_argument(
+        "--target-pass1",
+        type=float,
+        default=Pretraining.target_pass1,
+        help="stop pre-training once a quick sampled evaluation reaches this Pass@1",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--max-steps", type=int, default=Pretraining.max_steps)
     p.add_argument("--batch-size", type=int, default=Pretraining.batch_size)

@@ -1,6 +1,7 @@
 """The storage layer and the commit protocol over local disk and a real S3 server."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -51,8 +52,9 @@ def test_a_stage_commits_with_its_manifest_last_and_a_rerun_clears_leftovers(sto
     n = out.write_jsonl("test.jsonl", [Problem(id="p1", question="q"), {"id": "p2"}])
     done = out.commit({"samples": n})
     assert store.list("round-00/think/shard-00000") == [
-        "round-00/think/shard-00000/_SUCCESS.json", "round-00/think/shard-00000/test.jsonl",
-    ]  # fmt: skip
+        "round-00/think/shard-00000/_SUCCESS.json",
+        "round-00/think/shard-00000/test.jsonl",
+    ]
     got = manifest.read(store, "round-00/think/shard-00000")
     assert got == done and got.rows == 2 and got.report == {"samples": 2}
     assert got.files[0].sha256 and got.versions["python"]
@@ -69,4 +71,4 @@ def test_read_uri_and_model_paths(store, tmp_path):
     assert local_model_path("google/gemma-2-2b-it", tmp_path) == "google/gemma-2-2b-it"
     store.write_text("model/config.json", "{}")
     local = local_model_path(f"{store.uri}/model", tmp_path / "cache")
-    assert json.loads(open(f"{local}/config.json").read()) == {}
+    assert json.loads(Path(local, "config.json").read_text()) == {}

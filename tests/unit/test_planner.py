@@ -4,8 +4,16 @@ import pytest
 
 from tpt_stages.layout import Stage
 from tpt_stages.planner import (
-    ABSENT, Cancel, Launch, Observation, StageRef, State, next_stage, plan, stop_rule_fires,
-)  # fmt: skip
+    ABSENT,
+    Cancel,
+    Launch,
+    Observation,
+    StageRef,
+    State,
+    next_stage,
+    plan,
+    stop_rule_fires,
+)
 from tpt_stages.spec import Phase, RunSpec
 from tpt_stages.status import RoundStatus, RunStatus
 
@@ -26,8 +34,12 @@ def ok(**report) -> Observation:
     return Observation(State.succeeded, report=report, seconds=2.0)
 
 
-SCORE = {"primary": "strict", "k": 4, "test_problems": 10,
-         "graders": {"strict": {"pass1": 0.3, "passk": 0.6, "correctk": 0.5}}}  # fmt: skip
+SCORE = {
+    "primary": "strict",
+    "k": 4,
+    "test_problems": 10,
+    "graders": {"strict": {"pass1": 0.3, "passk": 0.6, "correctk": 0.5}},
+}
 
 
 def test_a_fresh_run_launches_prepare():

@@ -7,10 +7,21 @@ from tpt_stages.spec import PruneStrategy
 
 def sample(pid: str, i: int, verdict: Verdict, text: str | None = None, passed: int = 0) -> Verified:
     return Verified(
-        problem_id=pid, split="train", sample_index=i, prompt_hash="h", completion=text or f"{pid}-{i}",
-        prompt_tokens=1, completion_tokens=1, model_uri="m", temperature=0.8, top_p=1.0, max_tokens=8, seed=0,
-        verdict=verdict, grades={"tests": Grade(verdict=verdict, tests_passed=passed, tests_total=3)},
-    )  # fmt: skip
+        problem_id=pid,
+        split="train",
+        sample_index=i,
+        prompt_hash="h",
+        completion=text or f"{pid}-{i}",
+        prompt_tokens=1,
+        completion_tokens=1,
+        model_uri="m",
+        temperature=0.8,
+        top_p=1.0,
+        max_tokens=8,
+        seed=0,
+        verdict=verdict,
+        grades={"tests": Grade(verdict=verdict, tests_passed=passed, tests_total=3)},
+    )
 
 
 def pool() -> list[Verified]:
@@ -52,7 +63,10 @@ def test_fewer_than_f_takes_all():
 
 
 def test_soft_positive_accepts_any_passed_test_and_none_accepts_all_but_infra_errors():
-    rows = [sample("a", 0, Verdict.wrong, passed=1), sample("b", 0, Verdict.wrong, passed=0),
-            sample("c", 0, Verdict.infra_error)]  # fmt: skip
+    rows = [
+        sample("a", 0, Verdict.wrong, passed=1),
+        sample("b", 0, Verdict.wrong, passed=0),
+        sample("c", 0, Verdict.infra_error),
+    ]
     assert [s.problem_id for s in select(rows, PruneStrategy.soft_positive, 10, 0, 0).chosen] == ["a"]
     assert [s.problem_id for s in select(rows, PruneStrategy.none, 10, 0, 0).chosen] == ["a", "b"]

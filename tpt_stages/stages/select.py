@@ -12,8 +12,9 @@ from tpt_stages.stages.score import read_verified
 def run(ctx: Context, out: StageOutput) -> dict:
     spec = ctx.spec
     problems = {p.id: p for p in ctx.problems("train")}
-    chosen = select(read_verified(ctx, "train"), spec.select.strategy, spec.examples_per_round,
-                    spec.select.seed, ctx.round)  # fmt: skip
+    chosen = select(
+        read_verified(ctx, "train"), spec.select.strategy, spec.examples_per_round, spec.select.seed, ctx.round
+    )
     examples = [
         Example(
             problem_id=s.problem_id,

@@ -25,11 +25,20 @@ def sample(engine, task, problems: list[Problem], split: str, cfg: SamplingConfi
         ):
             rows.append(
                 Sample(
-                    problem_id=problem.id, split=split, sample_index=i, prompt_hash=h, completion=text,
-                    prompt_tokens=gen.prompt_tokens, completion_tokens=tokens, finish_reason=finish,
-                    model_uri=model_uri, temperature=cfg.temperature, top_p=cfg.top_p,
-                    max_tokens=cfg.max_tokens, seed=cfg.seed,
-                )  # fmt: skip
+                    problem_id=problem.id,
+                    split=split,
+                    sample_index=i,
+                    prompt_hash=h,
+                    completion=text,
+                    prompt_tokens=gen.prompt_tokens,
+                    completion_tokens=tokens,
+                    finish_reason=finish,
+                    model_uri=model_uri,
+                    temperature=cfg.temperature,
+                    top_p=cfg.top_p,
+                    max_tokens=cfg.max_tokens,
+                    seed=cfg.seed,
+                )
             )
     return rows
 
@@ -43,11 +52,27 @@ def run(ctx: Context, out: StageOutput) -> dict:
     engine = open_engine(spec.think.engine.value, ctx.local_model(ctx.round), dtype=spec.model.dtype, seed=seed)
     load_seconds = time.monotonic() - t0
 
-    plan = [("test", SamplingConfig(spec.evaluation.samples, spec.evaluation.temperature, spec.think.top_p,
-                                    spec.think.max_tokens, seed))]  # fmt: skip
+    plan = [
+        (
+            "test",
+            SamplingConfig(
+                spec.evaluation.samples, spec.evaluation.temperature, spec.think.top_p, spec.think.max_tokens, seed
+            ),
+        )
+    ]
     if ctx.round < spec.rounds:
-        plan.append(("train", SamplingConfig(spec.think.samples_per_problem, spec.think.temperature,
-                                             spec.think.top_p, spec.think.max_tokens, seed)))  # fmt: skip
+        plan.append(
+            (
+                "train",
+                SamplingConfig(
+                    spec.think.samples_per_problem,
+                    spec.think.temperature,
+                    spec.think.top_p,
+                    spec.think.max_tokens,
+                    seed,
+                ),
+            )
+        )
     tokens = samples = 0
     t1 = time.monotonic()
     for split, cfg in plan:

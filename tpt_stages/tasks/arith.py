@@ -20,9 +20,19 @@ from tpt_stages.spec import Task as TaskSpec
 DEFAULT_PROMPT = "{question}\nSolve step by step. End with '#### <answer>'."
 
 _NAMES = [
-    ("Mia", "She"), ("Tom", "He"), ("Ava", "She"), ("Leo", "He"), ("Zoe", "She"), ("Sam", "He"),
-    ("Ivy", "She"), ("Max", "He"), ("Eva", "She"), ("Ben", "He"), ("Lia", "She"), ("Dan", "He"),
-]  # fmt: skip
+    ("Mia", "She"),
+    ("Tom", "He"),
+    ("Ava", "She"),
+    ("Leo", "He"),
+    ("Zoe", "She"),
+    ("Sam", "He"),
+    ("Ivy", "She"),
+    ("Max", "He"),
+    ("Eva", "She"),
+    ("Ben", "He"),
+    ("Lia", "She"),
+    ("Dan", "He"),
+]
 _ITEMS = ["apples", "pears", "cards", "coins", "books", "pens", "shells", "stamps", "marbles", "cookies"]
 _PHRASES = {
     "+": ["{p} buys {b} more.", "{p} finds {b} more.", "{p} gets {b} more."],

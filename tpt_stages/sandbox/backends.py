@@ -1,0 +1,150 @@
+"""Sandbox backends: what wraps the harness process (the harness itself is the same in all of them).
+
+Every backend but `unsafe` starts the harness in a minimal file system view built by bubblewrap: the system
+directories (/usr, /etc and the /bin, /lib, /sbin links), the Python installation, the sandbox's own source,
+fresh /dev, /proc and a root-owned /tmp, and nothing else. Without it a program could read whatever the host
+leaves world-readable: the run's directory with the tests' expected outputs, checkouts, home directories.
+
+- `runsc`: gVisor (`runsc do`) inside that view: the harness and its programs run on gVisor's user-space
+  kernel with no network device but loopback, so a host kernel bug is out of a program's reach. Needs root
+  and both Debian packages (`runsc`, `bubblewrap`). The strongest.
+- `bwrap`: bubblewrap alone: the view plus new pid, network, IPC, UTS and cgroup namespaces. One bwrap around
+  the whole harness, not one per program (which costs a bwrap start per test, docs/benchmarks.md): that is
+  safe because the harness runs every program under a fresh uid of its own and makes itself undumpable, so
+  a program can neither signal, trace nor read the harness, the zygote or another program. Needs root for
+  the uid drop.
+- `unsafe`: no wrapper, only the harness's own rlimits, uid drop (when root) and process cleanup. Never
+  picked by `auto`; for a harness already inside isolation (the cluster's gVisor pod) or for debugging.
+
+`auto` picks runsc, then bwrap, and refuses to run code when neither works.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+BACKENDS = ("runsc", "bwrap", "unsafe")
+AUTO_ORDER = ("runsc", "bwrap")
+# The harness's environment: nothing of the caller's (tokens, credentials) goes into the sandbox.
+HARNESS_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+_PROBE_SECONDS = 60
+# Where `tpt_stages` lives, put on the harness's sys.path: `python -I` ignores PYTHONPATH and the cwd.
+SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+# The interpreter without its venv: the harness is stdlib-only, and the venv's site-packages stay outside.
+PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+_BOOTSTRAP = (
+    f"import sys; sys.path.insert(0, {SOURCE_ROOT!r}); from tpt_stages.sandbox.harness import main; sys.exit(main())"
+)
+# Top-level entries of / that the view keeps (read-only); everything else of the host is absent.
+_SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
+# The capabilities the harness needs inside bwrap (bwrap keeps all of root's by default): give each
+# program's directory to its uid, drop to that uid, kill and clean up after it.
+_BWRAP_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID")
+
+
+class SandboxUnavailable(RuntimeError):
+    """The requested backend cannot run here (a configuration problem, not a program's fault)."""
+
+
+def harness_command(backend: str, limits: dict) -> list[str]:
+    """The argv that starts the harness under `backend` (runsc, bwrap or unsafe); `limits` as in Limits."""
+    harness = [PYTHON, "-I", "-c", _BOOTSTRAP, "--limits", json.dumps(limits)]
+    if backend == "runsc":
+        # gVisor's overlay makes the whole view writable (in memory) for everyone: the harness covers /tmp
+        # with a root-owned tmpfs before it makes the programs' directories there.
+        harness += ["--tmpfs", "/tmp"]
+    return wrap(backend, harness, limits["memory_mb"])
+
+
+def wrap(backend: str, argv: list[str], tmp_mb: int = 64) -> list[str]:
+    """`argv` run under `backend`, with a /tmp of `tmp_mb` MB (the harness's programs' directories)."""
+    if backend == "unsafe":
+        return argv
+    if backend == "bwrap":
+        caps = ["--cap-drop", "ALL"] + [arg for cap in _BWRAP_CAPS for arg in ("--cap-add", cap)]
+        unshare = ["--unshare-pid", "--unshare-net", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        return [*_view(tmp_mb), *unshare, *(caps if os.geteuid() == 0 else []), "--", *argv]
+    if backend == "runsc":
+        # bwrap keeps root's capabilities, which runsc needs to build its own sandbox; --ignore-cgroups: it
+        # would otherwise need a writable cgroup hierarchy.
+        runsc = ["runsc", "--network=none", "--ignore-cgroups", "do", "-quiet", "-cwd", "/"]
+        return [*_view(tmp_mb), "--", *runsc, *argv]
+    raise ValueError(f"unknown sandbox backend {backend!r} (one of {', '.join(BACKENDS)})")
+
+
+def _view(tmp_mb: int) -> list[str]:
+    """bwrap's arguments for the minimal file system view (see the module docstring)."""
+    args = ["bwrap", "--die-with-parent", "--new-session", "--chdir", "/"]
+    for name in sorted(os.listdir("/")):
+        path = f"/{name}"
+        if name not in _SYSTEM_DIRS:
+            continue
+        if os.path.islink(path):  # /bin -> usr/bin on merged-/usr systems
+            args += ["--symlink", os.readlink(path), path]
+        elif os.path.isdir(path):
+            args += ["--ro-bind", path, path]
+    if Path(sys.base_prefix).parts[1] not in _SYSTEM_DIRS:
+        args += _bind_traversable(sys.base_prefix)  # e.g. a pyenv build under /root
+    package = f"{SOURCE_ROOT}/tpt_stages"
+    args += [*_bind_traversable(package, f"{package}/__init__.py"), *_bind_traversable(f"{package}/sandbox")]
+    args += ["--dev", "/dev", "--proc", "/proc", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
+    return args
+
+
+def _bind_traversable(*paths: str) -> list[str]:
+    """Read-only binds of `paths`, whose parent directories bwrap creates with mode 0755 instead of copying
+    the host's (a program's uid must be able to reach Python's standard library under a 0700 /root)."""
+    args: list[str] = []
+    for path in paths:
+        for parent in reversed(Path(path).parents[:-1]):
+            args += ["--perms", "0755", "--dir", str(parent)]
+        args += ["--ro-bind", path, path]
+    return args
+
+
+@functools.cache
+def _works(backend: str) -> bool:
+    if backend == "unsafe":
+        return True
+    if shutil.which("bwrap") is None:
+        return False
+    if backend == "runsc" and (os.geteuid() != 0 or shutil.which("runsc") is None):
+        return False
+    try:
+        done = subprocess.run(
+            wrap(backend, ["/bin/true"]), env=HARNESS_ENV, capture_output=True, timeout=_PROBE_SECONDS
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def available_backends() -> list[str]:
+    """The backends that work on this machine, strongest first (`unsafe` always, last). Probed once per
+    process: runsc and bwrap are each started once on /bin/true."""
+    return [b for b in BACKENDS if _works(b)]
+
+
+def resolve(backend: str) -> str:
+    """The backend to use for `backend` (auto, runsc, bwrap, unsafe); raises SandboxUnavailable."""
+    if backend == "auto":
+        for candidate in AUTO_ORDER:
+            if _works(candidate):
+                return candidate
+        raise SandboxUnavailable(
+            "no sandbox for running model-written code: install gVisor and bubblewrap as root "
+            "(apt-get install runsc bubblewrap), or choose the unsafe backend explicitly (bare rlimits: "
+            "only where the isolation comes from outside, such as a gVisor pod)"
+        )
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown sandbox backend {backend!r} (auto or one of {', '.join(BACKENDS)})")
+    if not _works(backend):
+        need = "root, runsc and bwrap" if backend == "runsc" else "bwrap"
+        raise SandboxUnavailable(f"sandbox backend {backend!r} does not work on this machine (it needs {need})")
+    return backend

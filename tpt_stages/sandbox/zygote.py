@@ -1,0 +1,234 @@
+"""The fork server: a warm interpreter that forks once per test and runs the program in the child.
+
+Why: starting `python3` costs ~12 ms bare and ~45 ms under gVisor's ptrace platform, a fork of a warm
+interpreter ~1 ms bare and ~20 ms under gVisor (measured: docs/sandbox.md), and the modules that contest
+programs import are already loaded.
+
+Why a separate, freshly exec'd process instead of forking the harness: a forked child has a copy of its
+parent's memory, and a program can read its own memory (`/proc/self/environ`, `gc.get_objects()`). Forked
+from the harness, it would find the harness's environment and, later, the tests' expected outputs. The zygote
+is a new interpreter with a clean environment, started before the harness reads any job, and it never
+receives a test, an input or an expected output: it gets only limits, a uid and four descriptors. The
+program's source travels over a socket straight from the harness to the child, so the zygote never sees that
+either.
+
+Protocol on the harness<->zygote SOCK_SEQPACKET socket: one JSON request with the descriptors (control, stdin,
+stdout, stderr) attached per test; one JSON reply when the child has been reaped: `{"status": wait status,
+"cpu": seconds}` or `{"error": why the fork failed}`. On the control socket the harness sends the source and
+shuts down its side; the child answers one byte once it runs as the program's uid under its limits, just
+before the program starts. A child that exits without that byte failed in setup: an infra error, which a
+program cannot fake because the socket is closed before its code runs.
+
+Stdlib-only: runs inside the sandbox.
+"""
+
+from __future__ import annotations
+
+import atexit
+import builtins
+import contextlib
+import importlib
+import io
+import json
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import traceback
+import types
+from pathlib import Path
+
+from tpt_stages.sandbox.procs import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, prctl
+
+# What contest programs import, loaded once here instead of once per test.
+PRELOAD = (
+    "array", "bisect", "collections", "copy", "decimal", "fractions", "functools", "heapq", "itertools",
+    "math", "operator", "random", "re", "statistics", "string", "typing",
+)  # fmt: skip
+# The child's exit status when the program died of MemoryError (RLIMIT_AS). A program can exit with it on
+# purpose, but that only turns its runtime_error into memory_limit: both are failures.
+MEMORY_ERROR_EXIT = 251
+# Python's own status when flushing stdout fails at exit (e.g. RLIMIT_FSIZE, a closed pipe).
+FLUSH_ERROR_EXIT = 120
+READY = b"R"
+_MAX_MESSAGE = 1 << 16
+
+
+class Zygote:
+    """The harness's handle on the fork server."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        """Start the fork server with `env` as its (and so every program's) whole environment."""
+        parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        root = str(Path(__file__).resolve().parents[2])
+        code = f"import sys; sys.path.insert(0, {root!r}); from tpt_stages.sandbox.zygote import serve; serve()"
+        with child:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", code, str(child.fileno()), str(os.getpid())],
+                pass_fds=[child.fileno()],
+                stdin=subprocess.DEVNULL,  # the harness's stdin carries jobs and its stdout results
+                stdout=subprocess.DEVNULL,
+                env=env,
+            )
+        self.pid = self.proc.pid
+        self.sock = parent
+
+    def start(self, request: dict, fds: list[int]) -> None:
+        """Fork a child for `request` (cwd, uid, rlimits, env) with fds (control, stdin, stdout, stderr)."""
+        socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
+
+    def reply(self) -> dict:
+        """The reply to the last request (blocks: select on `sock` first). Raises EOFError if the zygote died."""
+        data = self.sock.recv(_MAX_MESSAGE)
+        if not data:
+            raise EOFError("the zygote died")
+        return json.loads(data)
+
+
+def serve() -> None:
+    """The zygote's main (argv: the socket's descriptor, the harness's pid)."""
+    try:
+        sock = socket.socket(fileno=int(sys.argv[1]))
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != int(sys.argv[2]):  # the harness died before the prctl
+            os._exit(1)
+        prctl(PR_SET_DUMPABLE, 0)  # exec made us dumpable again; a program of the same uid must not trace us
+        for name in PRELOAD:
+            importlib.import_module(name)
+        while True:
+            msg, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 4)
+            if not msg:
+                os._exit(0)
+            request = json.loads(msg)
+            _reap_strays()
+            try:
+                pid = os.fork()
+            except OSError as e:
+                for fd in fds:
+                    os.close(fd)
+                sock.send(json.dumps({"error": f"fork: {e}"}).encode())
+                continue
+            if pid == 0:
+                _child(request, fds)  # never returns
+            for fd in fds:
+                os.close(fd)
+            _, status, usage = os.wait4(pid, 0)
+            sock.send(json.dumps({"status": status, "cpu": usage.ru_utime + usage.ru_stime}).encode())
+    except BaseException:
+        traceback.print_exc()
+        os._exit(1)
+
+
+def _reap_strays() -> None:
+    """A program can make children of the zygote (clone with CLONE_PARENT); the harness kills them, the
+    zygote reaps them."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _child(request: dict, fds: list[int]) -> None:
+    zygote_pid = os.getppid()
+    try:
+        control, stdin, stdout, stderr = fds
+        os.setsid()  # own session and process group, no controlling terminal
+        for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2), (control, 3)):
+            os.dup2(fd, target)
+        os.closerange(4, os.sysconf("SC_OPEN_MAX"))  # the zygote socket and everything else
+        ctl = socket.socket(fileno=3)
+        chunks = []
+        while chunk := ctl.recv(1 << 16):
+            chunks.append(chunk)
+        source = b"".join(chunks).decode("utf-8", errors="surrogateescape")
+        os.chdir(request["cwd"])
+        os.umask(0o077)
+        for name, (soft, hard) in request["rlimits"].items():
+            resource.setrlimit(getattr(resource, name), (soft, hard))
+        uid = request["uid"]
+        if uid is not None:
+            os.setgroups([])
+            os.setresgid(uid, uid, uid)
+            os.setresuid(uid, uid, uid)
+        prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary can give privileges back
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # set after setuid, which clears it
+        prctl(PR_SET_DUMPABLE, 1)  # the uid change cleared it; the program may read its own /proc/self
+        if os.getppid() != zygote_pid:
+            os._exit(1)
+        # Python ignores SIGXFSZ, so a write past RLIMIT_FSIZE would fail with EFBIG and look like any other
+        # crash; with the default action the program dies of the signal and the verdict says output_limit.
+        signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+        os.environ.clear()
+        os.environ.update(request["env"])
+        random = sys.modules["random"]
+        random.seed()  # else every program would inherit the zygote's random state
+        ctl.sendall(READY)
+        ctl.close()
+    except BaseException:
+        # Setup failed: no READY byte, so the harness reports infra_error. The trace goes to the test's
+        # stderr pipe, which the harness keeps in the result's detail.
+        traceback.print_exc()
+        os._exit(1)
+    os._exit(_run(source))
+
+
+def _run(source: str) -> int:
+    """Run `source` as `python3 main.py` would, and return the exit status."""
+    main = types.ModuleType("__main__")
+    main.__file__ = "main.py"
+    main.__builtins__ = builtins
+    sys.modules["__main__"] = main
+    sys.argv = ["main.py"]
+    sys.stdin = sys.__stdin__ = io.TextIOWrapper(io.BufferedReader(io.FileIO(0, "r", closefd=False)))
+    sys.stdout = sys.__stdout__ = io.TextIOWrapper(io.BufferedWriter(io.FileIO(1, "w", closefd=False)))
+    sys.stderr = sys.__stderr__ = io.TextIOWrapper(
+        io.BufferedWriter(io.FileIO(2, "w", closefd=False)), errors="backslashreplace", line_buffering=True
+    )
+    try:
+        exec(compile(source, "main.py", "exec"), main.__dict__)
+        status = 0
+    except SystemExit as e:
+        status = _exit_status(e)
+    except MemoryError:
+        status = MEMORY_ERROR_EXIT
+        _print_exception()
+    except BaseException:
+        status = 1
+        _print_exception()
+    # What the interpreter does at exit: join non-daemon threads, run atexit handlers, flush.
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        threading._shutdown()
+    atexit._run_exitfuncs()
+    try:
+        sys.stdout.flush()
+    except BaseException:
+        status = FLUSH_ERROR_EXIT
+    with contextlib.suppress(BaseException):
+        sys.stderr.flush()
+    return status
+
+
+def _exit_status(e: SystemExit) -> int:
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code & 0xFF
+    print(e.code, file=sys.stderr)
+    return 1
+
+
+def _print_exception() -> None:
+    """The traceback as `python3 main.py` prints it: without the frame of `_run`."""
+    kind, value, tb = sys.exc_info()
+    try:
+        if value is not None and tb is not None:
+            value = value.with_traceback(tb.tb_next)
+        sys.excepthook(kind, value, tb.tb_next if tb else None)
+    except BaseException:
+        pass
