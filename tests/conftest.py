@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 import pytest
 import s3server
+
+CACHE = Path(__file__).resolve().parent.parent / ".cache" / "tests"
 
 
 @pytest.fixture(scope="session")
@@ -37,11 +40,27 @@ def s3_bucket(s3_server) -> str:
 
 
 @pytest.fixture(scope="session")
-def weak_tiny_model(tmp_path_factory) -> Path:
-    """The quick start's kind of base model, pre-trained until it solves some arith problems (about a minute):
-    runs need correct samples to prune down to, so an untrained model cannot stand in for it."""
-    from tpt_stages.tinymodel import Pretraining, build_tiny_model
+def weak_tiny_model() -> Path:
+    """The quick start's kind of base model, pre-trained until it solves some arith problems: runs need
+    correct samples to prune down to, so an untrained model cannot stand in for it.
 
-    out = tmp_path_factory.mktemp("weak-tiny-model")
-    build_tiny_model(out, pretraining=Pretraining(target_pass1=0.12), seed=0, log=lambda *a: None)
+    Building it costs a minute or more of CPU, so it is built once per machine and per version of the code
+    that makes it (tinymodel.py and the arith generator), under a lock that serialises concurrent pytest
+    processes; every test reads it and none writes it."""
+    import fcntl
+    import hashlib
+
+    from tpt_stages import tinymodel
+    from tpt_stages.tasks import arith
+
+    code = b"".join(Path(m.__file__).read_bytes() for m in (tinymodel, arith))
+    out = CACHE / f"weak-tiny-model-{hashlib.sha256(code).hexdigest()[:12]}"
+    CACHE.mkdir(parents=True, exist_ok=True)
+    with open(CACHE / "weak-tiny-model.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (out / "tiny_model.json").exists():
+            tmp = out.with_suffix(".partial")
+            shutil.rmtree(tmp, ignore_errors=True)
+            tinymodel.build_tiny_model(tmp, pretraining=tinymodel.Pretraining(target_pass1=0.12), seed=0, log=print)
+            tmp.rename(out)
     return out

@@ -78,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
             args.shard if stage in layout.SHARDED else None,
             args.num_shards if stage in layout.SHARDED else 1,
             sandbox_backend=args.sandbox_backend,
+            scrub_inputs=args.phase == "grade",
         )
         if args.phase != "all":
             from tpt_stages.stages import verify

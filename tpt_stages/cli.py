@@ -24,10 +24,10 @@ class Display:
 
     def __init__(self) -> None:
         # get_renderable: redrawn on every refresh, so the elapsed time of the running stage ticks.
-        self.live = Live(console=console, refresh_per_second=2, get_renderable=self._render)
         self.run: SelfImprovementRun | None = None
         self.state: RunStatus | None = None
         self.stage: StageProgress | None = None
+        self.live = Live(console=console, refresh_per_second=2, get_renderable=self._render)
 
     def __enter__(self):
         self.live.__enter__()

@@ -41,6 +41,8 @@ class Context:
     num_shards: int = 1
     cache_dir: Path = field(default_factory=lambda: Path(os.environ.get("TPT_CACHE_DIR", "~/.cache/tpt")).expanduser())
     sandbox_backend: str = "auto"
+    #: cluster sandbox pod: the inputs in the workdir go once read, before any model-written program runs
+    scrub_inputs: bool = False
 
     @property
     def spec(self):
@@ -115,17 +117,25 @@ def emit_report(report: dict[str, Any]) -> None:
 
 
 def merge_shard_reports(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """One report for a sharded stage: numbers add up, everything else comes from the first shard."""
-    merged: dict[str, Any] = {}
-    for report in reports:
-        for key, value in report.items():
-            if isinstance(value, (int, float)) and not isinstance(value, bool) and key in merged:
-                merged[key] += value
-            else:
-                merged.setdefault(key, value)
+    """One report for a sharded stage: numbers add up (in nested counters such as verdicts too), everything
+    else comes from the first shard."""
+    merged = _merge(reports)
     if "tokens" in merged and merged.get("generate_seconds"):
         # Shards run side by side: throughput is the sum of theirs, not total tokens / summed seconds.
         merged["tokens_per_second"] = sum(r.get("tokens_per_second", 0) for r in reports)
+    return merged
+
+
+def _merge(reports: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for report in reports:
+        for key, value in report.items():
+            if key not in merged:
+                merged[key] = _merge([value]) if isinstance(value, dict) else value
+            elif isinstance(value, dict) and isinstance(merged[key], dict):
+                merged[key] = _merge([merged[key], value])
+            elif isinstance(value, (int, float)) and not isinstance(value, bool):
+                merged[key] += value
     return merged
 
 

@@ -169,6 +169,8 @@ def _pretrain(model, tokenizer, problems, held_out, cfg: Pretraining, seed: int,
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
+        if step % 50 == 0:
+            log(f"step {step}: loss {loss.item():.3f}")
         due = step >= cfg.eval_start and (step - cfg.eval_start) % cfg.eval_every == 0
         if cfg.target_pass1 is not None and due:
             p1 = quick_pass1(

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from tpt_stages.records import TestCase, Verdict
 from tpt_stages.sandbox import backends
 from tpt_stages.sandbox.harness import BUDGET_FACTOR
+from tpt_stages.sandbox.procs import PR_SET_DUMPABLE, prctl
 from tpt_stages.sandbox.session import HarnessFailed, Session
 
 # Per test, on top of its time limit: the fork, the setup and the cleanup (~40 ms under gVisor when idle).
@@ -59,6 +60,10 @@ def run_batch(
     job in hand an `infra_error` result (callers retry those) and is replaced; this never raises for a
     program's behaviour and never hangs. Raises SandboxUnavailable if `backend` cannot run here."""
     name = backends.resolve(backend)
+    if name == "unsafe" and os.geteuid() != 0:
+        # Programs will run under our own uid (no root, no uid drop): without this they could read our
+        # memory and environment through /proc/<pid>/{mem,environ}, the tests' expected outputs included.
+        prctl(PR_SET_DUMPABLE, 0)
     results: list[ProgramResult | None] = [None] * len(jobs)
     todo: queue.SimpleQueue[int] = queue.SimpleQueue()
     for i in range(len(jobs)):

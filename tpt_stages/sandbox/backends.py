@@ -44,8 +44,9 @@ _BOOTSTRAP = (
 # Top-level entries of / that the view keeps (read-only); everything else of the host is absent.
 _SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # The capabilities the harness needs inside bwrap (bwrap keeps all of root's by default): give each
-# program's directory to its uid, drop to that uid, kill and clean up after it.
-_BWRAP_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID")
+# program's directory to its uid, drop to that uid, kill and clean up after it, and give each program an IPC
+# namespace of its own (CAP_SYS_ADMIN, zygote.py). A program loses them all when it drops to its uid.
+_BWRAP_CAPS = ("CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SYS_ADMIN")
 
 
 class SandboxUnavailable(RuntimeError):
@@ -54,7 +55,9 @@ class SandboxUnavailable(RuntimeError):
 
 def harness_command(backend: str, limits: dict) -> list[str]:
     """The argv that starts the harness under `backend` (runsc, bwrap or unsafe); `limits` as in Limits."""
-    harness = [PYTHON, "-I", "-c", _BOOTSTRAP, "--limits", json.dumps(limits)]
+    # -S: no site-packages, and none of the .pth hooks an installation may carry (this machine's import
+    # certifi at every start: 35 ms); the harness is stdlib-only. -B: it writes no bytecode into the view.
+    harness = [PYTHON, "-I", "-S", "-B", "-c", _BOOTSTRAP, "--limits", json.dumps(limits)]
     if backend == "runsc":
         # gVisor's overlay makes the whole view writable (in memory) for everyone: the harness covers /tmp
         # with a root-owned tmpfs before it makes the programs' directories there.
@@ -92,20 +95,18 @@ def _view(tmp_mb: int) -> list[str]:
     if Path(sys.base_prefix).parts[1] not in _SYSTEM_DIRS:
         args += _bind_traversable(sys.base_prefix)  # e.g. a pyenv build under /root
     package = f"{SOURCE_ROOT}/tpt_stages"
-    args += [*_bind_traversable(package, f"{package}/__init__.py"), *_bind_traversable(f"{package}/sandbox")]
+    args += [*_bind_traversable(f"{package}/__init__.py"), *_bind_traversable(f"{package}/sandbox")]
     args += ["--dev", "/dev", "--proc", "/proc", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     return args
 
 
-def _bind_traversable(*paths: str) -> list[str]:
-    """Read-only binds of `paths`, whose parent directories bwrap creates with mode 0755 instead of copying
+def _bind_traversable(path: str) -> list[str]:
+    """A read-only bind of `path`, whose parent directories bwrap creates with mode 0755 instead of copying
     the host's (a program's uid must be able to reach Python's standard library under a 0700 /root)."""
     args: list[str] = []
-    for path in paths:
-        for parent in reversed(Path(path).parents[:-1]):
-            args += ["--perms", "0755", "--dir", str(parent)]
-        args += ["--ro-bind", path, path]
-    return args
+    for parent in reversed(Path(path).parents[:-1]):
+        args += ["--perms", "0755", "--dir", str(parent)]
+    return [*args, "--ro-bind", path, path]
 
 
 @functools.cache

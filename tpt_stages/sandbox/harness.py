@@ -1,6 +1,7 @@
 """The trusted harness: verifies a stream of programs inside the sandbox, one process per test.
 
-Run as `python -m tpt_stages.sandbox.harness --limits JSON` (the backends start it inside runsc or bwrap).
+Run as `python -I -S -m tpt_stages.sandbox.harness --limits JSON` (backends.harness_command starts it so
+inside runsc or bwrap).
 It prints `{"ready": true, "uid_drop": bool}` once set up, then reads jobs from stdin, one JSON object per
 line (`{"program": str, "tests": [[input, expected], ...], "timeout": seconds}`), and answers each with one
 JSON line on stdout (`{"verdict", "tests_passed", "tests_total", "seconds", "detail", "stdout_tail"}`).
@@ -11,6 +12,7 @@ Each test runs in a child of the zygote (zygote.py) in its own session, under rl
 directory, with a cleared environment and, when the harness is root, as a fresh unprivileged uid per program
 (root inside runsc or bwrap could read the host's /etc/shadow, and a shared uid could signal or trace the
 harness). After each test every process the program left is killed (procs.py) and its directory removed.
+The harness itself is a child subreaper, undumpable, and zeroes the environment it was started with.
 
 Policy: all tests run, so that `tests_passed` counts every test a program passes (soft-positive pruning uses
 it), except that a program stops at its first timeout (each further one would cost a full time limit) or
@@ -74,6 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tmpfs", action="append", default=[], help="mount a root-owned tmpfs here first (root only)")
     args = parser.parse_args(argv)
     limits = json.loads(args.limits)
+    _scrub_environment()
     prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs come back to us (procs.py)
     prctl(PR_SET_DUMPABLE, 0)  # no same-uid process may trace us or read /proc/<us>/{mem,environ,fd}
     for path in args.tmpfs:
@@ -88,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         job = json.loads(line)
         uid = None if uid_base is None else uid_base + index
         _emit(run_program(zygote, job, limits, uid, os.path.join(base, str(index))))
+    os.rmdir(base)  # every program's directory is gone already; on the host (`unsafe`) leave nothing
     return 0
 
 
@@ -221,7 +225,8 @@ class _Exchange:
         self.zygote, self.result, self.uid = zygote, run, uid
         self.max_output = limits["max_output_bytes"]
         self.timeout = timeout
-        self.sel = selectors.DefaultSelector()
+        # poll, not epoll: no system call per (un)registration, and system calls are what costs under gVisor.
+        self.sel = selectors.PollSelector()
         self.pending: dict[int, memoryview] = {}
         self.open_pipes: set[int] = set()
         self.closed: set[int] = set()
@@ -232,8 +237,7 @@ class _Exchange:
     def run(self, ctl: socket.socket, source: bytes, stdin: bytes, in_w: int, out_r: int, err_r: int) -> None:
         self.ctl = ctl
         ctl.setblocking(False)
-        for fd in (in_w, out_r, err_r):
-            os.set_blocking(fd, False)
+        os.set_blocking(in_w, False)  # the reading ends stay blocking: they are read only when ready
         self.sel.register(self.zygote.sock, selectors.EVENT_READ)
         self._write(ctl.fileno(), source)
         self._write(in_w, stdin)
@@ -269,9 +273,10 @@ class _Exchange:
             self._exited()
         elif fd == self.ctl.fileno() and events & selectors.EVENT_READ:
             self.sel.unregister(fd)
-            if _recv_ready(self.ctl) and not self.exited:
+            if _recv_ready(self.ctl):
                 self.result.ready = True
-                self.deadline = time.monotonic() + self.timeout  # the program's clock starts now
+                if not self.exited:  # (its exit may be handled first when both arrive together)
+                    self.deadline = time.monotonic() + self.timeout  # the program's clock starts now
         elif events & selectors.EVENT_WRITE:
             if not self._write_some(fd):
                 if fd == self.ctl.fileno():
@@ -326,7 +331,7 @@ class _Exchange:
     def _stop(self) -> None:
         """Kill the program and everything it started, then collect its status from the zygote."""
         kill_leftovers(self.zygote.pid, self.uid)
-        with selectors.DefaultSelector() as sel:
+        with selectors.PollSelector() as sel:
             sel.register(self.zygote.sock, selectors.EVENT_READ)
             if not sel.select(SETUP_SECONDS):
                 raise RuntimeError("the zygote did not report a killed program")
@@ -354,6 +359,20 @@ def _recv_ready(ctl: socket.socket) -> bool:
         return False
 
 
+def _scrub_environment() -> None:
+    """Zero the environment strings the kernel put on our stack, and forget them. /proc/<pid>/environ reads
+    that memory, and gVisor (2022-12) shows it to processes of any uid, undumpable or not: programs could
+    read whatever the caller left in the harness's environment. Neither the harness nor the zygote needs it."""
+    libc = ctypes.CDLL(None)
+    environ = ctypes.POINTER(ctypes.c_void_p).in_dll(libc, "environ")
+    libc.strlen.restype = ctypes.c_size_t
+    i = 0
+    while environ[i]:
+        ctypes.memset(environ[i], 0, libc.strlen(ctypes.c_void_p(environ[i])))
+        i += 1
+    os.environ.clear()
+
+
 def _mount_tmpfs(path: str, size_mb: int) -> None:
     """A fresh tmpfs, root-owned and mode 0755, so that programs cannot write there (runsc's overlay root
     leaves /tmp, /var/tmp and /run/lock writable by everyone)."""
@@ -366,7 +385,12 @@ def _mount_tmpfs(path: str, size_mb: int) -> None:
 
 def _remove_tree(path: str) -> None:
     """Remove a program's directory even if it made parts of it unreadable (root needs no help; a harness
-    that is not root does)."""
+    that is not root does). Most programs leave it empty: one rmdir, not rmtree's walk."""
+    try:
+        os.rmdir(path)
+        return
+    except OSError:
+        pass
     try:
         shutil.rmtree(path)
     except FileNotFoundError:

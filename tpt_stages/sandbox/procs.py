@@ -3,9 +3,9 @@
 A program can escape its process group and session (setsid, double fork), so "kill the group" is not enough.
 The harness is a child subreaper: an orphan is re-parented to the harness instead of to init, so every
 process a program ever started stays a descendant of the harness until it is reaped. Cleanup therefore kills
-all descendants (except the zygote) plus, when programs run under their own uid, every process of that uid,
-and repeats until a scan of /proc finds none: a process forked between a scan and the kill is found by the
-next scan, and RLIMIT_NPROC bounds how many there can be.
+every process of the program's own uid (when the harness is root and drops each program to a fresh uid) or
+else every descendant but the zygote, and repeats until a scan of /proc finds none: a process forked between
+a scan and the kill is found by the next scan, and RLIMIT_NPROC bounds how many there can be.
 
 Stdlib-only: runs inside the sandbox.
 """
@@ -35,35 +35,26 @@ def prctl(option: int, value: int) -> None:
         raise OSError(err, f"prctl({option}, {value}): {os.strerror(err)}")
 
 
-def _snapshot() -> dict[int, tuple[int, str]]:
-    """pid -> (ppid, state) of every process visible in /proc."""
-    procs: dict[int, tuple[int, str]] = {}
+def _snapshot() -> dict[int, tuple[int, str, int]]:
+    """pid -> (ppid, state, real uid) of every process visible in /proc: one file each (status), since
+    every file opened is several slow system calls under gVisor."""
+    procs: dict[int, tuple[int, str, int]] = {}
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                stat = f.read()
+            with open(f"/proc/{name}/status", "rb") as f:
+                status = f.read()
         except OSError:  # exited since listdir
             continue
-        # The command name in parentheses may contain spaces and parentheses: split after the last one.
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        procs[int(name)] = (int(fields[1]), fields[0].decode())
+        # A program names its own process (Name:, the first line; gVisor does not escape newlines in it): the
+        # real lines come after it, so they win in the dict.
+        fields = dict(line.split(b":", 1) for line in status.split(b"\n")[1:] if b":" in line)
+        procs[int(name)] = (int(fields[b"PPid"]), fields[b"State"].split()[0].decode(), int(fields[b"Uid"].split()[0]))
     return procs
 
 
-def _real_uid(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/status", "rb") as f:
-            for line in f:
-                if line.startswith(b"Uid:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def _descends_from(pid: int, ancestor: int, procs: dict[int, tuple[int, str]]) -> bool:
+def _descends_from(pid: int, ancestor: int, procs: dict[int, tuple[int, str, int]]) -> bool:
     seen = 0
     while pid in procs and seen < len(procs):
         pid = procs[pid][0]
@@ -74,19 +65,23 @@ def _descends_from(pid: int, ancestor: int, procs: dict[int, tuple[int, str]]) -
 
 
 def kill_leftovers(keep: int, uid: int | None) -> int:
-    """SIGKILL every descendant of this process except `keep` (the zygote), and every process whose real
-    uid is `uid`, until none is left; reap the zombies that are this process's children (never `keep`).
-    Returns how many processes were signalled. Raises RuntimeError if they do not die."""
+    """SIGKILL every process whose real uid is `uid` or, when programs share the harness's uid (`uid` is
+    None), every descendant of this process except `keep` (the zygote), until none is left; reap the zombies
+    that are this process's children. Returns how many processes were signalled. Raises RuntimeError if
+    they do not die.
+
+    By uid when there is one: a program cannot change its real uid (no capabilities, no_new_privs), so that
+    finds all of its processes, wherever they were re-parented, and nothing else."""
     me = os.getpid()
     signalled = 0
     for _ in range(_MAX_ROUNDS):
         procs = _snapshot()
         targets: list[int] = []
         zombies: list[int] = []
-        for pid, (ppid, state) in procs.items():
+        for pid, (ppid, state, real_uid) in procs.items():
             if pid in (me, keep):
                 continue
-            ours = _descends_from(pid, me, procs) or (uid is not None and _real_uid(pid) == uid)
+            ours = _descends_from(pid, me, procs) if uid is None else real_uid == uid
             if not ours:
                 continue
             if state == "Z":

@@ -27,25 +27,28 @@ from __future__ import annotations
 import atexit
 import builtins
 import contextlib
+import ctypes
+import errno
+import gc
 import importlib
 import io
 import json
 import os
 import resource
 import signal
+import site
 import socket
-import subprocess
 import sys
 import traceback
 import types
-from pathlib import Path
 
 from tpt_stages.sandbox.procs import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, prctl
 
-# What contest programs import, loaded once here instead of once per test.
+# What contest programs commonly import, loaded once here instead of once per test. Not more: under gVisor a
+# fork costs more the more the zygote has mapped (decimal, fractions and statistics cost ~10% throughput).
 PRELOAD = (
-    "array", "bisect", "collections", "copy", "decimal", "fractions", "functools", "heapq", "itertools",
-    "math", "operator", "random", "re", "statistics", "string", "typing",
+    "array", "bisect", "collections", "copy", "functools", "heapq", "itertools",
+    "math", "operator", "random", "re", "string", "threading", "typing",
 )  # fmt: skip
 # The child's exit status when the program died of MemoryError (RLIMIT_AS). A program can exit with it on
 # purpose, but that only turns its runtime_error into memory_limit: both are failures.
@@ -53,6 +56,8 @@ MEMORY_ERROR_EXIT = 251
 # Python's own status when flushing stdout fails at exit (e.g. RLIMIT_FSIZE, a closed pipe).
 FLUSH_ERROR_EXIT = 120
 READY = b"R"
+CLONE_NEWIPC = 0x08000000
+_libc = ctypes.CDLL(None, use_errno=True)
 _MAX_MESSAGE = 1 << 16
 
 
@@ -61,12 +66,14 @@ class Zygote:
 
     def __init__(self, env: dict[str, str]) -> None:
         """Start the fork server with `env` as its (and so every program's) whole environment."""
+        import subprocess  # here, not at the top: the zygote itself stays small (see PRELOAD)
+
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        root = str(Path(__file__).resolve().parents[2])
+        root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
         code = f"import sys; sys.path.insert(0, {root!r}); from tpt_stages.sandbox.zygote import serve; serve()"
         with child:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", code, str(child.fileno()), str(os.getpid())],
+                [sys.executable, "-I", "-S", "-B", "-c", code, str(child.fileno()), str(os.getpid())],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,  # the harness's stdin carries jobs and its stdout results
                 stdout=subprocess.DEVNULL,
@@ -97,11 +104,14 @@ def serve() -> None:
         prctl(PR_SET_DUMPABLE, 0)  # exec made us dumpable again; a program of the same uid must not trace us
         for name in PRELOAD:
             importlib.import_module(name)
+        # Programs get the standard library only (-S: no site-packages), but the builtins `python3 main.py`
+        # has from `site`: contest programs do call exit().
+        site.setquit()
+        gc.freeze()  # the preloaded objects: a child's collections then leave their pages shared
         while True:
             msg, fds, _, _ = socket.recv_fds(sock, _MAX_MESSAGE, 4)
             if not msg:
                 os._exit(0)
-            request = json.loads(msg)
             _reap_strays()
             try:
                 pid = os.fork()
@@ -111,7 +121,8 @@ def serve() -> None:
                 sock.send(json.dumps({"error": f"fork: {e}"}).encode())
                 continue
             if pid == 0:
-                _child(request, fds)  # never returns
+                sock.close()
+                _child(json.loads(msg), fds)  # never returns
             for fd in fds:
                 os.close(fd)
             _, status, usage = os.wait4(pid, 0)
@@ -140,7 +151,7 @@ def _child(request: dict, fds: list[int]) -> None:
         os.setsid()  # own session and process group, no controlling terminal
         for fd, target in ((stdin, 0), (stdout, 1), (stderr, 2), (control, 3)):
             os.dup2(fd, target)
-        os.closerange(4, os.sysconf("SC_OPEN_MAX"))  # the zygote socket and everything else
+        _close_from(4)  # the zygote's sockets and everything else
         ctl = socket.socket(fileno=3)
         chunks = []
         while chunk := ctl.recv(1 << 16):
@@ -152,6 +163,7 @@ def _child(request: dict, fds: list[int]) -> None:
             resource.setrlimit(getattr(resource, name), (soft, hard))
         uid = request["uid"]
         if uid is not None:
+            _own_ipc_namespace()
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
@@ -165,8 +177,8 @@ def _child(request: dict, fds: list[int]) -> None:
         signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
         os.environ.clear()
         os.environ.update(request["env"])
-        random = sys.modules["random"]
-        random.seed()  # else every program would inherit the zygote's random state
+        if "random" in sys.modules:  # preloaded: else every program would inherit the zygote's random state
+            sys.modules["random"].seed()
         ctl.sendall(READY)
         ctl.close()
     except BaseException:
@@ -212,6 +224,26 @@ def _run(source: str) -> int:
     with contextlib.suppress(BaseException):
         sys.stderr.flush()
     return status
+
+
+def _close_from(lowest: int) -> None:
+    """Close every descriptor from `lowest` up. Not os.closerange: gVisor has no close_range(2), and Python
+    then closes every number up to the descriptor limit, one system call each (~10 ms under gVisor)."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= lowest:
+            with contextlib.suppress(OSError):  # the descriptor of the listing itself, closed by now
+                os.close(fd)
+
+
+def _own_ipc_namespace() -> None:
+    """A System V IPC namespace of the program's own: the segments, queues and semaphores it creates vanish
+    with its last process, instead of outliving it as a channel to the next program. Needs CAP_SYS_ADMIN,
+    which root has inside runsc and bwrap (backends.py grants it); elsewhere (an unsafe harness in a
+    container without it) programs share the harness's namespace, as they share its network."""
+    if _libc.unshare(CLONE_NEWIPC) != 0 and ctypes.get_errno() != errno.EPERM:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWIPC): {os.strerror(err)}")
 
 
 def _exit_status(e: SystemExit) -> int:

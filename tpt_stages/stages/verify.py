@@ -38,16 +38,22 @@ def run(ctx: Context, out: StageOutput) -> dict:
     if think is None:
         raise StageError(f"think shard {ctx.shard} of round {ctx.round} is not committed ({think_dir})")
     primary = ctx.spec.task.primary_grader
-    report: dict = {"samples": 0}
+    # Everything is read before the first program runs and written after the last one is dead: in the
+    # cluster's sandbox pod, programs share the workdir's uid, so they must find neither the expected outputs
+    # nor a half-written result to tamper with.
+    inputs = [
+        (entry.path, manifest.read_jsonl(ctx.store, f"{think_dir}/{entry.path}", Sample),
+         {p.id: p for p in ctx.problems(entry.path.removesuffix(".jsonl"))})
+        for entry in think.files
+    ]  # fmt: skip
+    if ctx.scrub_inputs:
+        scrub(ctx)
+    graded = [(path, grade(ctx.task, primary, problems, samples)) for path, samples, problems in inputs]
     verdicts: Counter = Counter()
-    for entry in think.files:
-        split = entry.path.removesuffix(".jsonl")
-        samples = manifest.read_jsonl(ctx.store, f"{think_dir}/{entry.path}", Sample)
-        problems = {p.id: p for p in ctx.problems(split)}
-        rows = grade(ctx.task, primary, problems, samples)
-        out.write_jsonl(entry.path, rows)
+    for path, rows in graded:
+        out.write_jsonl(path, rows)
         verdicts.update(r.verdict.value for r in rows)
-        report["samples"] += len(rows)
+    report: dict = {"samples": sum(len(rows) for _, rows in graded)}
     backend = getattr(ctx.task, "backend_used", None)
     if backend:
         report["sandbox"] = backend
@@ -63,9 +69,19 @@ def run(ctx: Context, out: StageOutput) -> dict:
 DONE, UPLOADED = "_DONE", "_UPLOADED"
 
 
-def fetch(ctx: Context, local) -> None:
+def _inputs(ctx: Context, store) -> list[str]:
     keys = [layout.SPEC, layout.problems_file("train"), layout.problems_file("test")]
-    keys += ctx.store.list(layout.stage_dir(ctx.round, layout.Stage.think, ctx.shard))
+    return keys + store.list(layout.stage_dir(ctx.round, layout.Stage.think, ctx.shard))
+
+
+def scrub(ctx: Context) -> None:
+    """Delete the fetched inputs (problems with their expected outputs, samples) from the sandbox's workdir."""
+    ctx.store.delete_prefix(layout.stage_dir(ctx.round, layout.Stage.prepare))
+    ctx.store.delete_prefix(layout.stage_dir(ctx.round, layout.Stage.think, ctx.shard))
+
+
+def fetch(ctx: Context, local) -> None:
+    keys = _inputs(ctx, ctx.store)
     for key in keys:
         if ctx.store.exists(key):
             local.write_bytes(key, ctx.store.read_bytes(key))

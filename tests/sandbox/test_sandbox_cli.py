@@ -1,0 +1,53 @@
+"""`tpt sandbox run` and `tpt sandbox check`, through the real `tpt` parser."""
+
+from __future__ import annotations
+
+import json
+
+from tpt_stages.cli import main
+
+
+def test_run_prints_one_json_verdict(tmp_path, capsys):
+    program = tmp_path / "p.py"
+    program.write_text("print(int(input()) + 1)\n")
+    tests = tmp_path / "tests.json"
+    tests.write_text(json.dumps([{"input": "1\n", "output": "2\n"}, {"input": "5\n", "output": "7\n"}]))
+    assert main(["sandbox", "run", str(program), "--tests", str(tests), "--backend", "bwrap"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("\n") == 1
+    line = json.loads(out)
+    assert (line["verdict"], line["backend"], line["tests_passed"], line["tests_total"]) == ("wrong", "bwrap", 1, 2)
+    assert line["stdout_tail"] == "6\n" and line["seconds"] > 0
+
+
+def test_run_with_stdin_and_expected_files(tmp_path, capsys):
+    (tmp_path / "p.py").write_text("import time\ntime.sleep(5)\n")
+    (tmp_path / "in.txt").write_text("")
+    (tmp_path / "out.txt").write_text("1\n")
+    argv = ["sandbox", "run", str(tmp_path / "p.py"), "--stdin", str(tmp_path / "in.txt")]
+    assert main([*argv, "--expected", str(tmp_path / "out.txt"), "--backend", "runsc", "--timeout", "0.5"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert (line["verdict"], line["backend"]) == ("timeout", "runsc")
+
+
+def test_run_without_expected_output_only_runs_it(tmp_path, capsys):
+    (tmp_path / "p.py").write_text("print('hello')\n")
+    assert main(["sandbox", "run", str(tmp_path / "p.py"), "--backend", "bwrap"]) == 0
+    line = json.loads(capsys.readouterr().out)
+    assert (line["verdict"], line["stdout_tail"]) == ("correct", "hello\n")
+
+
+def test_bad_tests_file_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "p.py").write_text("print(1)\n")
+    (tmp_path / "t.json").write_text('[{"input": "1"}]')
+    assert main(["sandbox", "run", str(tmp_path / "p.py"), "--tests", str(tmp_path / "t.json")]) == 2
+    assert "output" in capsys.readouterr().err
+
+
+def test_check_lists_the_backends(capsys):
+    assert main(["sandbox", "check"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "runsc: works (auto)",
+        "bwrap: works",
+        "unsafe: works (only when asked for: no isolation)",
+    ]

@@ -1,0 +1,96 @@
+"""The `code` task grades through the sandbox: its programs run under a real backend, which it reports so that
+verify can record it, and a missing sandbox is an error, never a silent fallback to running code bare."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+import tpt_stages
+from tpt_stages.records import Problem, Sample, TestCase, Verdict
+from tpt_stages.sandbox import backends as sandbox_backends
+from tpt_stages.sandbox.backends import SandboxUnavailable
+from tpt_stages.spec import Dataset, TaskKind
+from tpt_stages.spec import Task as TaskSpec
+from tpt_stages.stages import verify
+from tpt_stages.tasks import get_task
+
+DS = Dataset(uri="unused.jsonl")
+ADD = Problem(
+    id="add",
+    question="Print a + b.",
+    tests=[TestCase(input="1 2\n", output="3\n"), TestCase(input="5 5\n", output="10\n")],
+)
+
+
+def code_task(backend: str):
+    return get_task(TaskSpec(kind=TaskKind.code, train=DS, test=DS, test_timeout_seconds=2, memory_mb=256),
+                    sandbox_backend=backend)  # fmt: skip
+
+
+SEEN = "True ['tpt_stages'] ['__init__.py', 'sandbox']"
+
+
+def fenced(code: str) -> str:
+    return f"Here it is.\n```python\n{code}\n```\n"
+
+
+@pytest.mark.parametrize("backend", ["runsc", "bwrap"])
+def test_grade_runs_programs_in_the_sandbox(backend):
+    task = code_task(backend)
+    # A program that reports whether it runs as root and what it sees of the host: in the sandbox it is an
+    # unprivileged uid and this checkout holds nothing but the sandbox's own source (no fixtures, no runs).
+    spy = (
+        "import os\nprint(os.getuid() != 0, *(sorted(os.listdir(d)) for d in ('/work/main', '/work/main/tpt_stages')))"
+    )
+    pairs = [
+        (ADD, fenced("a, b = map(int, input().split())\nprint(a + b)")),
+        (ADD, fenced("print(3)")),
+        (ADD, "no code at all"),
+        (ADD.model_copy(update={"tests": [TestCase(input="", output=SEEN)]}), fenced(spy)),
+    ]
+    grades = [g["tests"] for g in task.grade(pairs)]
+    assert task.backend_used == backend
+    assert [(g.verdict, g.tests_passed, g.tests_total) for g in grades] == [
+        (Verdict.correct, 2, 2),
+        (Verdict.wrong, 1, 2),
+        (Verdict.no_answer, 0, 2),
+        (Verdict.correct, 1, 1),
+    ], grades[3].detail
+
+
+def test_verify_retries_infra_errors_and_records_the_rest(monkeypatch):
+    """A harness that cannot start gives infra_error, which verify retries, and keeps if it persists."""
+    from tpt_stages.sandbox import session
+
+    monkeypatch.setattr(session, "harness_command", lambda backend, limits: ["/bin/false"])
+    sample = Sample(problem_id="add", split="train", sample_index=0, prompt_hash="h", completion=fenced("print(3)"),
+                    prompt_tokens=1, completion_tokens=1, model_uri="m", temperature=1.0, top_p=1.0, max_tokens=9, seed=0)  # fmt: skip
+    (row,) = verify.grade(code_task("bwrap"), "tests", {"add": ADD}, [sample])
+    assert row.verdict is Verdict.infra_error
+
+
+def test_no_sandbox_is_an_error_not_a_bare_run(monkeypatch):
+    monkeypatch.setattr(sandbox_backends, "_works", lambda backend: backend == "unsafe")
+    with pytest.raises(SandboxUnavailable, match="apt-get install runsc bubblewrap"):
+        code_task("auto").grade([(ADD, fenced("print(3)"))])
+
+
+def test_the_shipped_codecontests_fixtures_pass_with_their_reference_solutions():
+    """Every reference solution of the mini CodeContests fixtures passes all its tests under `auto` (the
+    quick start's code task), and a program that prints nothing passes none."""
+    problems = []
+    for split in ("train", "test"):
+        path = Path(tpt_stages.__file__).parent / "fixtures" / f"codecontests-mini-{split}.jsonl"
+        for line in path.read_text().splitlines():
+            row = json.loads(line)
+            problems.append(Problem(id=row["id"], question=row["description"], tests=row["tests"], solution=row["solution"]))  # fmt: skip
+    task = code_task("auto")
+    pairs = [(p, task.reference_completion(p)) for p in problems] + [(p, fenced("pass")) for p in problems]
+    grades = [g["tests"] for g in task.grade(pairs)]
+    assert task.backend_used == "runsc"
+    n = len(problems)
+    assert [(g.verdict, g.tests_passed) for g in grades[:n]] == [(Verdict.correct, len(p.tests)) for p in problems]
+    assert {(g.verdict, g.tests_passed) for g in grades[n:]} == {(Verdict.wrong, 0)}
