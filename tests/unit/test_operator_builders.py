@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from tpt_operator.builders import MAX_NAME, build, job_name
 from tpt_operator.config import OperatorConfig, load
-
 from tpt_stages.layout import Stage
 from tpt_stages.planner import Launch, StageRef
 

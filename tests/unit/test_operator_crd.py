@@ -14,8 +14,8 @@ import celpy
 import jsonschema
 import pytest
 import yaml
-from tpt_operator import crd
 
+from tpt_operator import crd
 from tpt_stages.spec import parse
 
 SCHEMA = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]

@@ -6,9 +6,9 @@ import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
+
 from tpt_operator.observe import observe
 from tpt_operator.reconcile import decide
-
 from tpt_stages.planner import State
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)

@@ -1,0 +1,82 @@
+"""Fixtures for the operator tests: an emulated API server, a test kubelet, and the real operator under kopf."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+# Before the operator's handlers module is imported (it reads its config once): no ports, quick resync.
+os.environ.setdefault("TPT_METRICS_PORT", "0")
+os.environ.setdefault("TPT_HEALTH_PORT", "0")
+os.environ.setdefault("TPT_RESYNC_SECONDS", "5")
+os.environ.setdefault("TPT_OPERATOR_CONFIG", "/nonexistent")
+
+from emulator import Cluster
+from kubelet import Kubelet
+
+
+@pytest.fixture
+def cluster(tmp_path, monkeypatch) -> Iterator[Cluster]:
+    c = Cluster().start()
+    monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig(tmp_path / "kubeconfig")))
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+@contextlib.contextmanager
+def kubelet_running(cluster: Cluster, workdir: Path, **kwargs) -> Iterator[Kubelet]:
+    k = Kubelet(cluster.url, workdir, **kwargs)
+    asyncio.run_coroutine_threadsafe(k.start(), cluster.loop).result(10)
+    try:
+        yield k
+    finally:
+        asyncio.run_coroutine_threadsafe(k.stop(), cluster.loop).result(60)
+
+
+@contextlib.contextmanager
+def operator_running(timeout: float = 30) -> Iterator[object]:
+    """The real operator (`kopf run` of tpt_operator.handlers) in a thread, as KopfRunner runs it."""
+    from kopf.testing import KopfRunner
+
+    import tpt_operator.handlers  # noqa: F401  (registers the handlers)
+
+    args = ["run", "--standalone", "-A", "-m", "tpt_operator.handlers"]
+    with KopfRunner(args, timeout=timeout) as runner:
+        yield runner
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, interval: float = 0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def run_doc(name: str, rounds: int = 2, **spec) -> dict:
+    """A small arith run; the stages are faked in operator-logic tests, so sizes only matter in e2e."""
+    body = {
+        "apiVersion": "tpt.dev/v1alpha1",
+        "kind": "SelfImprovementRun",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "model": {"uri": "s3://models/tiny", "dtype": "float32"},
+            "task": {"kind": "arith", "grader": "normalized", "generator": {"trainProblems": 20, "testProblems": 10}},
+            "rounds": rounds,
+            "storage": {"uri": "s3://tpt-runs/runs", "secretName": "tpt-s3"},
+            "resources": {"think": {"gpus": 0}, "train": {"gpus": 0}},
+        },
+    }
+    body["spec"].update(spec)
+    return body

@@ -1,0 +1,174 @@
+"""The real operator (kopf) against the emulated API, with a kubelet whose stages are fakes: the operator's logic.
+
+Each stage "runs" in-process and reports at once, so these tests exercise exactly what the operator does:
+Jobs, status, conditions, Events, restarts, retries, suspend/resume and deletion.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import kubelet as kl
+import pytest
+from conftest import kubelet_running, operator_running, run_doc, wait_for
+
+CREDS = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
+# prepare + 3 rounds of think/verify/score + 2 of select/train
+TWO_ROUNDS = 1 + 3 * 3 + 2 * 2
+
+
+def status(cluster, name) -> dict:
+    return (cluster.run(name) or {}).get("status") or {}
+
+
+def condition(st: dict, ctype: str) -> dict:
+    return next(c for c in st["conditions"] if c["type"] == ctype)
+
+
+def test_a_two_round_run_ends_succeeded_with_per_round_metrics_and_events(cluster, tmp_path):
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake), operator_running():
+        cluster.secret("tpt-s3", CREDS)
+        cluster.create(cluster.runs_url(), run_doc("fake-two"))
+        wait_for(lambda: status(cluster, "fake-two").get("phase") == "Succeeded", 60, "the run to succeed")
+        time.sleep(0.5)  # let the last Events post
+    st = status(cluster, "fake-two")
+    assert st["reason"] == "Completed" and st["observedGeneration"] == 1
+    assert [r["round"] for r in st["rounds"]] == [0, 1, 2]
+    assert [r["pass1"] for r in st["rounds"]] == [0.2, 0.3, 0.4]
+    assert st["rounds"][0]["funnel"]["selected"] == 8 and st["rounds"][1]["modelUri"].endswith("round-01/model")
+    assert condition(st, "Succeeded")["status"] == "True" and condition(st, "Progressing")["status"] == "False"
+    names = sorted(j["metadata"]["name"] for j in cluster.jobs())
+    assert len(names) == TWO_ROUNDS and "fake-two-r00-prepare-a0" in names and "fake-two-r02-score-a0" in names
+    assert all(n == 1 for n in cluster.job_creations().values())
+    reasons = [e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "fake-two"]
+    assert reasons.count("StageStarted") == TWO_ROUNDS and reasons.count("StageSucceeded") == TWO_ROUNDS
+    assert reasons.count("RunSucceeded") == 1
+
+
+def test_restarting_the_operator_at_random_moments_changes_nothing(cluster, tmp_path):
+    """Chaos: stop and start the operator 6 times while 3 runs progress; same outcome, no Job created twice."""
+    rng = random.Random(7)
+    names = ["chaos-a", "chaos-b", "chaos-c"]
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake, fake_seconds=0.3):
+        cluster.secret("tpt-s3", CREDS)
+        for name in names:
+            cluster.create(cluster.runs_url(), run_doc(name))
+        restarts = 0
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with operator_running():
+                time.sleep(rng.uniform(0.2, 1.5))
+            restarts += 1
+            if restarts >= 6 and all(status(cluster, n).get("phase") == "Succeeded" for n in names):
+                break
+            time.sleep(rng.uniform(0.0, 1.0))  # the kubelet goes on while the operator is down
+        with operator_running():
+            wait_for(lambda: all(status(cluster, n).get("phase") == "Succeeded" for n in names), 60, "every run")
+    assert restarts >= 6
+    for name in names:
+        st = status(cluster, name)
+        assert [r["pass1"] for r in st["rounds"]] == [0.2, 0.3, 0.4]
+        assert len([j for j in cluster.jobs() if j["metadata"]["labels"]["tpt.dev/run"] == name]) == TWO_ROUNDS
+    assert all(n == 1 for n in cluster.job_creations().values()), cluster.job_creations()
+
+
+def test_a_stage_that_keeps_failing_fails_the_run_with_the_reason(cluster, tmp_path):
+    def fake(stage, rnd, shard, job):
+        if stage == "verify":
+            return 1, "Traceback (most recent call last):\nValueError: grader exploded"
+        return kl.default_fake(stage, rnd, shard, job)
+
+    with kubelet_running(cluster, tmp_path, fake=fake), operator_running():
+        cluster.secret("tpt-s3", CREDS)
+        cluster.create(cluster.runs_url(), run_doc("failing", maxAttempts=2))
+        wait_for(lambda: status(cluster, "failing").get("phase") == "Failed", 60, "the run to fail")
+        time.sleep(0.5)
+    st = status(cluster, "failing")
+    assert st["reason"] == "AttemptsExhausted" and st["stage"] == "verify" and st["attempt"] == 1
+    assert "grader exploded" in st["message"] and "StageFailed" in st["message"]
+    failed = condition(st, "Failed")
+    assert (
+        failed["status"] == "True"
+        and failed["reason"] == "AttemptsExhausted"
+        and "grader exploded" in failed["message"]
+    )
+    verify_jobs = sorted(j["metadata"]["name"] for j in cluster.jobs() if "verify" in j["metadata"]["name"])
+    assert verify_jobs == ["failing-r00-verify-a0", "failing-r00-verify-a1"]
+    reasons = [e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "failing"]
+    assert reasons.count("StageFailed") == 2 and "RunFailed" in reasons
+
+
+def test_a_user_error_exit_2_is_not_retried_by_the_job_and_says_why(cluster, tmp_path):
+    def fake(stage, rnd, shard, job):
+        return (
+            (2, "error: task.train: file not found") if stage == "prepare" else kl.default_fake(stage, rnd, shard, job)
+        )
+
+    with kubelet_running(cluster, tmp_path, fake=fake), operator_running():
+        cluster.secret("tpt-s3", CREDS)
+        cluster.create(cluster.runs_url(), run_doc("baddata", maxAttempts=1))
+        wait_for(lambda: status(cluster, "baddata").get("phase") == "Failed", 60, "the run to fail")
+    st = status(cluster, "baddata")
+    assert "InvalidInput" in st["message"] and "file not found" in st["message"]
+
+
+def test_a_stuck_pod_says_why_in_the_condition(cluster, tmp_path):
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake), operator_running():
+        cluster.create(cluster.runs_url(), run_doc("nosecret"))  # the Secret does not exist (yet)
+        st = wait_for(lambda: status(cluster, "nosecret").get("reason") == "CreateContainerConfigError"
+                      and status(cluster, "nosecret"), 30, "the stuck reason")  # fmt: skip
+        assert 'secret "tpt-s3" not found' in condition(st, "Progressing")["message"]
+        cluster.secret("tpt-s3", CREDS)
+        wait_for(lambda: status(cluster, "nosecret").get("phase") == "Succeeded", 60, "the run to succeed")
+
+
+def test_suspend_deletes_the_running_job_and_resume_continues(cluster, tmp_path):
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake, fake_seconds=1.0), operator_running():
+        cluster.secret("tpt-s3", CREDS)
+        cluster.create(cluster.runs_url(), run_doc("pausable", rounds=1))
+        wait_for(lambda: status(cluster, "pausable").get("stage") == "think", 30, "think to start")
+        cluster.patch(f"{cluster.runs_url()}/pausable", {"spec": {"suspend": True}})
+        st = wait_for(lambda: status(cluster, "pausable").get("phase") == "Suspended" and status(cluster, "pausable"),
+                      30, "suspension")  # fmt: skip
+        assert condition(st, "Suspended")["status"] == "True" and st["observedGeneration"] == 2
+        wait_for(lambda: not any("think" in j["metadata"]["name"] for j in cluster.jobs()), 30, "think's Job to go")
+        time.sleep(1.5)
+        assert status(cluster, "pausable")["phase"] == "Suspended" and status(cluster, "pausable")["stage"] == "think"
+        cluster.patch(f"{cluster.runs_url()}/pausable", {"spec": {"suspend": False}})
+        wait_for(lambda: status(cluster, "pausable").get("phase") == "Succeeded", 60, "the run to finish")
+    reasons = [e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "pausable"]
+    assert "RunSuspended" in reasons and "StageCancelled" in reasons and "RunResumed" in reasons
+
+
+def test_deleting_a_run_deletes_its_jobs_and_lets_it_go(cluster, tmp_path):
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake, fake_seconds=5), operator_running():
+        cluster.secret("tpt-s3", CREDS)
+        cluster.create(cluster.runs_url(), run_doc("doomed"))
+        wait_for(lambda: cluster.jobs(), 30, "a Job")
+        wait_for(lambda: "tpt.dev/finalizer" in (cluster.run("doomed")["metadata"].get("finalizers") or []), 30,
+                 "the finalizer")  # fmt: skip
+        cluster.delete(f"{cluster.runs_url()}/doomed")
+        wait_for(lambda: cluster.run("doomed") is None, 30, "the run to go")
+        assert cluster.jobs() == []
+
+
+def test_an_invalid_spec_fails_the_run_with_invalid_spec(cluster, tmp_path):
+    bad = run_doc("badspec")
+    bad["spec"]["select"] = {"strategy": "softPositive"}  # only for code tasks: a cross-field rule
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake), operator_running():
+        cluster.create(cluster.runs_url(), bad)
+        st = wait_for(lambda: status(cluster, "badspec").get("phase") == "Failed" and status(cluster, "badspec"), 30,
+                      "InvalidSpec")  # fmt: skip
+    assert st["reason"] == "InvalidSpec" and "softPositive" in st["message"] and cluster.jobs() == []
+
+
+@pytest.mark.parametrize("rounds", [1])
+def test_raising_rounds_continues_a_finished_run(cluster, tmp_path, rounds):
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake), operator_running():
+        cluster.secret("tpt-s3", CREDS)
+        cluster.create(cluster.runs_url(), run_doc("extend", rounds=rounds))
+        wait_for(lambda: status(cluster, "extend").get("phase") == "Succeeded", 60, "round 1 to finish")
+        cluster.patch(f"{cluster.runs_url()}/extend", {"spec": {"rounds": rounds + 1}})
+        wait_for(lambda: len(status(cluster, "extend").get("rounds", [])) == rounds + 2
+                 and status(cluster, "extend").get("phase") == "Succeeded", 60, "the extra round")  # fmt: skip
