@@ -3,21 +3,23 @@ against transformers' batched `generate`, on the same model, prompts and samplin
 
     .venv/bin/python benchmarks/bench_think.py --model tpt-runs/models/arith-tiny [--problems 500 --n 4]
 
-Each engine runs in a process of its own (vLLM starts workers and keeps memory until its process ends); the
-load time is reported apart from the generation time, which is what the ratio compares.
+Each engine runs in a fresh process of its own (`--engine X` runs one and prints a JSON line): vLLM starts
+workers and keeps memory until its process ends, and under `multiprocessing` it hangs. The load time is
+reported apart from the generation time, which is what the ratio compares.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
+import subprocess
+import sys
 import time
 
 
-def _measure(kind: str, model: str, problems: int, n: int, max_tokens: int, queue) -> None:
+def _measure(kind: str, model: str, problems: int, n: int, max_tokens: int) -> dict:
     from tpt_stages.engines import SamplingConfig, open_engine
     from tpt_stages.spec import ArithGenerator, Task, TaskKind
     from tpt_stages.tasks import arith, get_task
@@ -33,7 +35,7 @@ def _measure(kind: str, model: str, problems: int, n: int, max_tokens: int, queu
     )
     seconds = time.perf_counter() - t1
     tokens = sum(sum(g.completion_tokens) for g in gens)
-    queue.put({"engine": kind, "load_s": load, "generate_s": seconds, "tokens": tokens, "tok_per_s": tokens / seconds})
+    return {"engine": kind, "load_s": load, "generate_s": seconds, "tokens": tokens, "tok_per_s": tokens / seconds}
 
 
 def main() -> None:
@@ -42,15 +44,18 @@ def main() -> None:
     ap.add_argument("--problems", type=int, default=500)
     ap.add_argument("--n", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=160)
+    ap.add_argument("--engine", choices=["transformers", "vllm"], help="measure this engine alone")
     args = ap.parse_args()
-    ctx = mp.get_context("spawn")
+    ap_engine = args.engine
+    if ap_engine:
+        print("RESULT " + json.dumps(_measure(ap_engine, args.model, args.problems, args.n, args.max_tokens)))
+        return
     rows = []
     for kind in ("transformers", "vllm"):
-        q = ctx.Queue()
-        p = ctx.Process(target=_measure, args=(kind, args.model, args.problems, args.n, args.max_tokens, q))
-        p.start()
-        rows.append(q.get())
-        p.join()
+        cmd = [sys.executable, __file__, "--engine", kind, "--model", args.model, "--problems", str(args.problems),
+               "--n", str(args.n), "--max-tokens", str(args.max_tokens)]  # fmt: skip
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+        rows.append(json.loads(next(x for x in out.splitlines() if x.startswith("RESULT "))[7:]))
     base = rows[0]["tok_per_s"]
     print(
         f"machine: {platform.machine()}, {os.cpu_count()} cores; {args.problems} prompts x {args.n} samples, "

@@ -21,7 +21,8 @@ import yaml
 from tpt_stages import layout, manifest
 from tpt_stages.storage import open_store
 
-pytestmark = pytest.mark.slow
+# The shared tiny model (built once per machine) and real vLLM/TRL stages take minutes on 2 cores.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def run_doc(name: str, model: Path, storage: str, rounds: int) -> dict:
