@@ -42,9 +42,8 @@ def test_grade_runs_programs_in_the_sandbox(backend):
     task = code_task(backend)
     # A program that reports whether it runs as root and what it sees of the host: in the sandbox it is an
     # unprivileged uid and this checkout holds nothing but the sandbox's own source (no fixtures, no runs).
-    spy = (
-        "import os\nprint(os.getuid() != 0, *(sorted(os.listdir(d)) for d in ('/work/main', '/work/main/tpt_stages')))"
-    )
+    root = Path(tpt_stages.__file__).parent.parent
+    spy = f"import os\nprint(os.getuid() != 0, *(sorted(os.listdir(d)) for d in ({str(root)!r}, {str(root / 'tpt_stages')!r})))"
     pairs = [
         (ADD, fenced("a, b = map(int, input().split())\nprint(a + b)")),
         (ADD, fenced("print(3)")),

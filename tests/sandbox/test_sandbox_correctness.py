@@ -15,23 +15,23 @@ from tpt_stages.sandbox import session as sandbox_session
 LIMITS = Limits(timeout_seconds=2.0, memory_mb=256)
 
 
-def tests(*pairs: tuple[str, str]) -> list[TestCase]:
+def cases(*pairs: tuple[str, str]) -> list[TestCase]:
     return [TestCase(input=i, output=o) for i, o in pairs]
 
 
 PROBLEMS = {
     # Sum of n integers.
-    "sum": tests(("3\n1 2 3\n", "6\n"), ("2\n5 0\n", "5\n"), ("4\n-1 -1 -1 10\n", "7\n")),
+    "sum": cases(("3\n1 2 3\n", "6\n"), ("2\n5 0\n", "5\n"), ("4\n-1 -1 -1 10\n", "7\n")),
     # How many primes are <= N? The last test is too big for trial division within the time limit.
-    "primes": tests(("10\n", "4\n"), ("100\n", "25\n"), ("3000000\n", "216816\n")),
+    "primes": cases(("10\n", "4\n"), ("100\n", "25\n"), ("3000000\n", "216816\n")),
     # The area of a circle of radius r: any printout within 1e-5 is right.
-    "circle": tests(("1\n", "3.14159265\n"), ("2.5\n", "19.63495408\n")),
+    "circle": cases(("1\n", "3.14159265\n"), ("2.5\n", "19.63495408\n")),
     # a // b, or "undefined" when b is 0.
-    "divide": tests(("7 2\n", "3\n"), ("9 0\n", "undefined\n"), ("-8 3\n", "-3\n"), ("0 5\n", "0\n")),
+    "divide": cases(("7 2\n", "3\n"), ("9 0\n", "undefined\n"), ("-8 3\n", "-3\n"), ("0 5\n", "0\n")),
     # 1 + 2 + ... + n for n up to 10^9.
-    "triangle": tests(("4\n", "10\n"), ("987654321\n", "487730529388812681\n")),
+    "triangle": cases(("4\n", "10\n"), ("987654321\n", "487730529388812681\n")),
     # The grid n x n of i*j, one row per line.
-    "table": tests(("2\n", "1 2\n2 4\n"), ("3\n", "1 2 3\n2 4 6\n3 6 9\n")),
+    "table": cases(("2\n", "1 2\n2 4\n"), ("3\n", "1 2 3\n2 4 6\n3 6 9\n")),
 }
 
 # (problem, solution name, program, verdict, tests passed)
@@ -140,7 +140,7 @@ def test_solution(graded, problem, name, verdict, passed):
 
 
 def test_results_come_back_in_order_and_say_which_backend():
-    jobs = [ProgramJob(f"print({i})", tests(("", f"{i}\n"))) for i in range(7)]
+    jobs = [ProgramJob(f"print({i})", cases(("", f"{i}\n"))) for i in range(7)]
     results, backend = run_batch(jobs, LIMITS, backend="unsafe")
     assert backend == "unsafe"
     assert [r.verdict for r in results] == [Verdict.correct] * 7
@@ -150,13 +150,13 @@ def test_results_come_back_in_order_and_say_which_backend():
 def test_a_broken_harness_is_an_infra_error_not_a_wrong_answer(monkeypatch):
     """verl scores a sandbox failure as a wrong answer; we must not: infra_error is retried by verify."""
     monkeypatch.setattr(sandbox_session, "harness_command", lambda backend, limits: ["/bin/false"])
-    results, _ = run_batch([ProgramJob("print(1)", tests(("", "1")))] * 3, LIMITS, backend="unsafe")
+    results, _ = run_batch([ProgramJob("print(1)", cases(("", "1")))] * 3, LIMITS, backend="unsafe")
     assert [r.verdict for r in results] == [Verdict.infra_error] * 3
     assert all("harness" in r.detail for r in results)
 
 
 def test_per_job_time_limit_overrides_the_default():
     slow = "import time\ntime.sleep(0.6)\nprint(1)"
-    jobs = [ProgramJob(slow, tests(("", "1"))), ProgramJob(slow, tests(("", "1")), timeout_seconds=0.3)]
+    jobs = [ProgramJob(slow, cases(("", "1"))), ProgramJob(slow, cases(("", "1")), timeout_seconds=0.3)]
     results, _ = run_batch(jobs, Limits(timeout_seconds=3.0), backend="unsafe")
     assert [r.verdict for r in results] == [Verdict.correct, Verdict.timeout]
