@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine:
 #   make quickstart   build everything, make a tiny model, run the quick start (pruned vs unpruned)
 #   make test         build everything, run the linters and the test suite
+# and, optionally:
+#   make quickstart-code   the same on a code task: programs verified in the sandbox
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -9,8 +11,9 @@ STAMP := $(VENV)/.installed
 # Debian packages: gVisor and bubblewrap sandbox model-written programs (code tasks).
 SYSTEM_PACKAGES := runsc bubblewrap
 TINY_MODEL := tpt-runs/models/arith-tiny
+CODE_MODEL := tpt-runs/models/code-tiny
 
-.PHONY: quickstart test lint system tools clean
+.PHONY: quickstart quickstart-code test lint system tools clean
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -39,6 +42,12 @@ $(TINY_MODEL)/config.json: | $(STAMP)
 
 quickstart: $(STAMP) system $(TINY_MODEL)/config.json
 	$(VENV)/bin/tpt run examples/quickstart.yaml
+
+$(CODE_MODEL)/config.json: | $(STAMP)
+	$(VENV)/bin/tpt tiny-model --task code --max-steps 200 --out $(CODE_MODEL)
+
+quickstart-code: $(STAMP) system $(CODE_MODEL)/config.json
+	$(VENV)/bin/tpt run examples/code-tiny.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -39,31 +39,47 @@ def s3_bucket(s3_server) -> str:
     return name
 
 
-@pytest.fixture(scope="session")
-def weak_tiny_model() -> Path:
-    """The quick start's kind of base model, pre-trained until it solves some arith problems: runs need
-    correct samples to prune down to, so an untrained model cannot stand in for it.
-
-    Building it costs a few minutes of CPU, so it is built once per machine and per version of the code
-    that makes it (tinymodel.py and the arith generator), under a lock that serialises concurrent pytest
-    processes; every test reads it and none writes it."""
+def cached_tiny_model(name: str, task, pretraining) -> Path:
+    """A tiny model built once per machine and per version of the code that makes it (tinymodel.py and the
+    generator), under a lock that serialises concurrent pytest processes; every test reads it and none
+    writes it. Building one costs minutes of CPU."""
     import fcntl
     import hashlib
 
     from tpt_stages import tinymodel
     from tpt_stages.tasks import arith
 
-    # A fixed step count rather than a Pass@1 target: no sampled evaluations during pre-training (they cost
-    # more than the steps), and a build time that does not depend on luck. 250 steps give ~9% Pass@1.
-    test_pretraining = tinymodel.Pretraining(target_pass1=None, max_steps=250)
-    code = b"".join(Path(m.__file__).read_bytes() for m in (tinymodel, arith)) + repr(test_pretraining).encode()
-    out = CACHE / f"weak-tiny-model-{hashlib.sha256(code).hexdigest()[:12]}"
+    code = b"".join(Path(m.__file__).read_bytes() for m in (tinymodel, arith)) + repr((task, pretraining)).encode()
+    out = CACHE / f"{name}-{hashlib.sha256(code).hexdigest()[:12]}"
     CACHE.mkdir(parents=True, exist_ok=True)
-    with open(CACHE / "weak-tiny-model.lock", "w") as lock:
+    with open(CACHE / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not (out / "tiny_model.json").exists():
             tmp = out.with_suffix(".partial")
             shutil.rmtree(tmp, ignore_errors=True)
-            tinymodel.build_tiny_model(tmp, pretraining=test_pretraining, seed=0, log=print)
+            tinymodel.build_tiny_model(tmp, task=task, pretraining=pretraining, seed=0, log=print)
             tmp.rename(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def weak_tiny_model() -> Path:
+    """The quick start's kind of base model, pre-trained until it solves some arith problems: runs need
+    correct samples to prune down to, so an untrained model cannot stand in for it."""
+    from tpt_stages import tinymodel
+
+    # A fixed step count rather than a Pass@1 target: no sampled evaluations during pre-training (they cost
+    # more than the steps), and a build time that does not depend on luck. 250 steps give ~9% Pass@1.
+    pretraining = tinymodel.Pretraining(target_pass1=None, max_steps=250)
+    return cached_tiny_model("weak-tiny-model", tinymodel.default_task(), pretraining)
+
+
+@pytest.fixture(scope="session")
+def weak_tiny_code_model() -> Path:
+    """The same kind of model for the generated code task (the arith stories as programs to write). 150 steps
+    give 5-10% Pass@1: it writes the right structure and operators but often copies a number wrongly."""
+    from tpt_stages import tinymodel
+    from tpt_stages.spec import TaskKind
+
+    pretraining = tinymodel.Pretraining(target_pass1=None, max_steps=150)
+    return cached_tiny_model("weak-tiny-code-model", tinymodel.default_task(TaskKind.code), pretraining)

@@ -136,6 +136,28 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_delete(args: argparse.Namespace) -> int:
+    """Delete a run's artifacts: only a run's directory (one with its spec.yaml), never a bare prefix."""
+    store = open_store(args.run_uri)
+    keys = store.list()
+    if not keys:
+        console.print(f"nothing to delete at {store.uri}")
+        return 0
+    if layout.SPEC not in keys:
+        raise SpecError(
+            f"{store.uri} is not a run's directory (no {layout.SPEC}): refusing to delete {len(keys)} objects"
+        )
+    if not args.yes:
+        console.print(f"would delete {len(keys)} objects under {store.uri}: pass --yes to delete them")
+        return 1
+    # spec.yaml last: until it is gone, an interrupted delete can be run again. One prefix per top-level
+    # entry (problems/, round-NN/, ...): a listing and batched deletes each, not a request per object.
+    tops = sorted({k.split("/", 1)[0] for k in keys} - {layout.SPEC})
+    deleted = sum(store.delete_prefix(t) for t in tops) + store.delete_prefix(layout.SPEC)
+    console.print(f"deleted {deleted} objects under {store.uri}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     from tpt_stages import grade_cli, tinymodel
     from tpt_stages.sandbox import cli as sandbox_cli
@@ -154,6 +176,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_uris", nargs="+")
     p.add_argument("--out", help="directory for the report (default: the first run's directory)")
     p.set_defaults(func=cmd_report)
+    p = sub.add_parser("delete", help="delete a run's artifacts (what storage.deleteOnRunDeletion does in a cluster)")
+    p.add_argument("run_uri", help="the run's directory, e.g. file://./tpt-runs/quickstart")
+    p.add_argument("--yes", action="store_true", help="delete without asking (else: say what would go)")
+    p.set_defaults(func=cmd_delete)
     grade_cli.add_parser(sub)
     sandbox_cli.add_parser(sub)
     tinymodel.add_parser(sub)

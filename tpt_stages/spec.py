@@ -65,7 +65,8 @@ class Dataset(Model):
 
 
 class ArithGenerator(Model):
-    """Parameters of the built-in arithmetic word-problem generator (task kind `arith`)."""
+    """Parameters of the built-in generator of arithmetic stories: word problems for task kind `arith`,
+    programs to write (count on stdin, answer on stdout) for kind `code`."""
 
     train_problems: int = Field(default=4000, ge=1, le=1_000_000)
     test_problems: int = Field(default=500, ge=1, le=100_000)
@@ -84,9 +85,11 @@ class ArithGenerator(Model):
 
 class Task(Model):
     kind: TaskKind
-    train: Dataset | None = Field(default=None, description="train problems (not for `arith`)")
-    test: Dataset | None = Field(default=None, description="test problems (not for `arith`)")
-    generator: ArithGenerator | None = Field(default=None, description="for `arith` only")
+    train: Dataset | None = Field(default=None, description="train problems (not with a generator)")
+    test: Dataset | None = Field(default=None, description="test problems (not with a generator)")
+    generator: ArithGenerator | None = Field(
+        default=None, description="built-in problems instead of datasets: `arith` always, `code` optionally"
+    )
     grader: Literal["strict", "normalized", "tests"] | None = Field(
         default=None, description="math: `strict` (the paper's code) or `normalized`; code: `tests`"
     )
@@ -95,19 +98,32 @@ class Task(Model):
     )
     test_timeout_seconds: float = Field(default=4.0, gt=0, le=300, description="code: wall time per test")
     memory_mb: int = Field(default=512, ge=32, le=65536, description="code: address-space limit per program")
+    reference_time_multiple: float | None = Field(
+        default=None,
+        gt=0,
+        le=1000,
+        description="code: a problem that ships a solution gets this multiple of the solution's slowest test as "
+        "its time limit (at least 1 s, at most the usual limit)",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Task:
-        if self.kind is TaskKind.arith:
+        if self.generated:
             if self.train or self.test:
-                raise ValueError("task.train/task.test are not used by kind 'arith' (it generates problems)")
+                raise ValueError(
+                    f"task.train/task.test are not used by kind {self.kind.value!r} with a generator "
+                    "(it generates its problems)"
+                )
         else:
             if self.generator is not None:
-                raise ValueError(f"task.generator is only for kind 'arith', not {self.kind.value!r}")
+                raise ValueError(f"task.generator is for kinds 'arith' and 'code', not {self.kind.value!r}")
             if self.train is None or self.test is None:
-                raise ValueError(f"task kind {self.kind.value!r} needs both task.train and task.test")
+                alternative = " (or task.generator)" if self.kind is TaskKind.code else ""
+                raise ValueError(f"task kind {self.kind.value!r} needs both task.train and task.test{alternative}")
         if self.kind is TaskKind.code and self.grader not in (None, "tests"):
             raise ValueError(f"task.grader {self.grader!r} is for math tasks; code tasks use 'tests'")
+        if self.kind is not TaskKind.code and self.reference_time_multiple is not None:
+            raise ValueError(f"task.referenceTimeMultiple is for code tasks, not {self.kind.value!r}")
         if self.kind is not TaskKind.code and self.grader == "tests":
             raise ValueError(f"task.grader 'tests' is for code tasks, not {self.kind.value!r}")
         if self.prompt_template is not None and "{question}" not in self.prompt_template:
@@ -119,6 +135,11 @@ class Task(Model):
         if self.kind is TaskKind.code:
             return "tests"
         return self.grader or "strict"
+
+    @property
+    def generated(self) -> bool:
+        """Problems come from the built-in generator, not from datasets."""
+        return self.kind is TaskKind.arith or (self.kind is TaskKind.code and self.generator is not None)
 
     @property
     def arith(self) -> ArithGenerator:

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from tpt_stages import layout, manifest
 from tpt_stages.manifest import StageOutput
 from tpt_stages.records import Problem
-from tpt_stages.spec import SelfImprovementRun
+from tpt_stages.spec import PruneStrategy, SelfImprovementRun
 from tpt_stages.storage import Store, local_model_path, open_store
 
 TERMINATION_LOG = Path("/dev/termination-log")
@@ -58,7 +58,8 @@ class Context:
     def task(self):
         from tpt_stages.tasks import get_task
 
-        return get_task(self.spec.task, sandbox_backend=self.sandbox_backend)
+        soft = self.spec.select.strategy is PruneStrategy.soft_positive  # it counts every test passed
+        return get_task(self.spec.task, sandbox_backend=self.sandbox_backend, count_every_test=soft)
 
     def problems(self, split: str) -> list[Problem]:
         return manifest.read_jsonl(self.store, layout.problems_file(split), Problem)

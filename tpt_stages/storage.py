@@ -39,7 +39,7 @@ class Store(ABC):
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int:
-        """Delete every key under `prefix`; returns how many were deleted."""
+        """Delete every key under `prefix` (or the key `prefix` itself); returns how many were deleted."""
 
     @abstractmethod
     def upload_file(self, local: Path, key: str) -> None: ...
@@ -215,9 +215,14 @@ class S3Store(Store):
 
     def delete_prefix(self, prefix: str) -> int:
         keys = list(self._iter(prefix))
+        if prefix and self.exists(prefix):  # a key itself, as for LocalStore
+            keys.append(self._key(prefix))
         for i in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[i : i + 1000]]
-            self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            done = self.client.delete_objects(Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True})
+            if done.get("Errors"):  # a 200 can still carry per-key failures
+                first = done["Errors"][0]
+                raise OSError(f"s3://{self.bucket}/{first['Key']}: {first.get('Code')}: {first.get('Message')}")
         return len(keys)
 
     def upload_file(self, local: Path, key: str) -> None:

@@ -1,15 +1,18 @@
-"""A tiny Llama, built offline, that is *weak but not hopeless* at the `arith` task: the base model of the CPU
-quick-start and of the tests.
+"""A tiny Llama, built offline, that is *weak but not hopeless* at a generated task: the base model of the CPU
+quick-starts and of the tests. `arith` (word problems, the default) or `code` (the same stories as programs
+to write, graded in the sandbox).
 
 Self-improvement only shows on a model that solves some problems, but not most: its own correct samples then
 teach it something. A 4-layer, 128-wide Llama pre-trained from scratch crosses that window fast (about 15%
-Pass@1 at 250 steps, 80% at 500), so pre-training evaluates often and stops at a target Pass@1 instead of after
-a fixed number of steps.
+Pass@1 at 250 steps, 80% at 500 on `arith`), so pre-training evaluates often and stops at a target Pass@1
+instead of after a fixed number of steps.
 
-Contamination: the pre-training corpus comes from the arith generator seeded with `seed + 1_000_003` and skips
-every question of the test split of `avoid` (by default the test split of the default `ArithGenerator`, the
-quick-start's). The held-out problems of the adaptive stop are drawn from the pre-training stream, never from a
-run's test set.
+The model learns the task as a run will pose it: prompts from the task plugin (`messages`, with the spec's
+prompt template), targets from its `reference_completion`, evaluation by its `grade`.
+
+Contamination: the pre-training corpus comes from the generator seeded with `seed + 1_000_003` and skips every
+question of the test split of the task's generator (by default the quick-start's). The held-out problems of
+the adaptive stop are drawn from the pre-training stream, never from a run's test set.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tpt_stages.spec import ArithGenerator
+from tpt_stages.spec import ArithGenerator, TaskKind
+from tpt_stages.spec import Task as TaskSpec
 
 CORPUS_SEED_OFFSET = 1_000_003
 EOS, PAD = "</s>", "<pad>"
@@ -67,12 +71,17 @@ class Pretraining:
     eval_max_tokens: int = 64
 
 
-def _conversation(question: str, solution: str | None = None) -> list[dict[str, str]]:
-    from tpt_stages.tasks.arith import DEFAULT_PROMPT
+def default_task(kind: TaskKind = TaskKind.arith) -> TaskSpec:
+    """The task a tiny model is built for when none is given: the quick-start's generator, told as `kind`."""
+    if kind is TaskKind.code:
+        return TaskSpec(kind=kind, generator=ArithGenerator())
+    return TaskSpec(kind=kind, grader="normalized")  # as the quick start grades
 
-    conv = [{"role": "user", "content": DEFAULT_PROMPT.replace("{question}", question)}]
-    if solution is not None:
-        conv.append({"role": "assistant", "content": solution})
+
+def _conversation(plugin, problem, *, with_solution: bool = False) -> list[dict[str, str]]:
+    conv = plugin.messages(problem)
+    if with_solution:
+        conv = [*conv, {"role": "assistant", "content": plugin.reference_completion(problem)}]
     return conv
 
 
@@ -122,15 +131,16 @@ def _new_model(tokenizer, arch: Architecture, seed: int):
     return model
 
 
-def quick_pass1(model, tokenizer, problems, *, temperature: float, max_tokens: int, seed: int) -> float:
-    """Pass@1 of one sample per problem at `temperature` (transformers' generate: no engine start-up)."""
+def quick_pass1(
+    model, tokenizer, plugin, grader: str, problems, *, temperature: float, max_tokens: int, seed: int
+) -> float:
+    """Pass@1 of one sample per problem at `temperature` (transformers' generate: no engine start-up), graded
+    by the task plugin's `grader`."""
     import torch
-
-    from tpt_stages import graders
 
     tokenizer.padding_side = "left"
     texts = [
-        tokenizer.apply_chat_template(_conversation(p.question), add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(_conversation(plugin, p), add_generation_prompt=True, tokenize=False)
         for p in problems
     ]
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -140,13 +150,13 @@ def quick_pass1(model, tokenizer, problems, *, temperature: float, max_tokens: i
         out = model.generate(**batch, do_sample=True, temperature=temperature, top_p=1.0, max_new_tokens=max_tokens)
     model.train()
     completions = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-    ok = sum(
-        graders.normalized(c, p.answer).verdict.value == "correct" for p, c in zip(problems, completions, strict=True)
-    )
-    return ok / len(problems)
+    grades = plugin.grade(list(zip(problems, completions, strict=True)))
+    return sum(g[grader].verdict.value == "correct" for g in grades) / len(problems)
 
 
-def _pretrain(model, tokenizer, problems, held_out, cfg: Pretraining, seed: int, log) -> tuple[int, list]:
+def _pretrain(
+    model, tokenizer, plugin, grader, problems, held_out, cfg: Pretraining, seed: int, log
+) -> tuple[int, list]:
     """Causal-LM pre-training on chat-rendered problems (prompt and solution), stopping once a quick sampled
     evaluation reaches `cfg.target_pass1`. Constant learning rate after warm-up: the stopping step is not known
     in advance, so no schedule could decay towards it."""
@@ -160,7 +170,9 @@ def _pretrain(model, tokenizer, problems, held_out, cfg: Pretraining, seed: int,
     model.train()
     for step in range(1, cfg.max_steps + 1):
         chunk = rng.sample(problems, cfg.batch_size)
-        texts = [tokenizer.apply_chat_template(_conversation(p.question, p.solution), tokenize=False) for p in chunk]
+        texts = [
+            tokenizer.apply_chat_template(_conversation(plugin, p, with_solution=True), tokenize=False) for p in chunk
+        ]
         batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         labels = batch["input_ids"].masked_fill(batch["attention_mask"] == 0, -100)
         loss = model(**batch, labels=labels).loss
@@ -176,6 +188,8 @@ def _pretrain(model, tokenizer, problems, held_out, cfg: Pretraining, seed: int,
             p1 = quick_pass1(
                 model,
                 tokenizer,
+                plugin,
+                grader,
                 held_out,
                 temperature=cfg.eval_temperature,
                 max_tokens=cfg.eval_max_tokens,
@@ -192,38 +206,42 @@ def _pretrain(model, tokenizer, problems, held_out, cfg: Pretraining, seed: int,
 def build_tiny_model(
     out_dir: str | Path,
     *,
+    task: TaskSpec | None = None,
     pretraining: Pretraining | None = None,
     arch: Architecture | None = None,
     seed: int = 0,
-    avoid: ArithGenerator | None = None,
     log=print,
 ) -> dict[str, Any]:
-    """Build, pre-train and save the tiny model in Hugging Face format (float32); returns what
-    `tiny_model.json` records. `Pretraining(target_pass1=None, max_steps=0)` gives an untrained model in a
-    second or two, for tests that only need a loadable model. Deterministic given `seed` on a given machine
-    and thread count."""
+    """Build, pre-train and save the tiny model for `task` (a generated task: `arith`, or `code` with a
+    generator; default: `default_task()`) in Hugging Face format (float32); returns what `tiny_model.json`
+    records. `Pretraining(target_pass1=None, max_steps=0)` gives an untrained model in a second or two, for
+    tests that only need a loadable model. Deterministic given `seed` on a given machine and thread count."""
     import torch
     import transformers
 
-    from tpt_stages.tasks import arith
+    from tpt_stages.tasks import arith, get_task
 
+    task = task or default_task()
+    if not task.generated:
+        raise ValueError(f"a tiny model is built for a generated task (arith, or code with a generator), not {task}")
+    plugin = get_task(task)
     pretraining = pretraining or Pretraining()
     arch = arch or Architecture()
-    avoid = avoid or ArithGenerator()
     start = time.monotonic()
-    corpus_cfg = ArithGenerator(seed=seed + CORPUS_SEED_OFFSET)
-    excluded = frozenset(p.question for p in arith.generate(avoid, "test"))
+    programs = task.kind is TaskKind.code
+    corpus_cfg = task.arith.model_copy(update={"seed": seed + CORPUS_SEED_OFFSET})
+    excluded = frozenset(p.question for p in arith.generate(task.arith, "test", programs=programs))
     n_train = min(max(pretraining.max_steps * pretraining.batch_size // 2, 2000), 40_000)
-    problems = arith.stream(corpus_cfg, pretraining.eval_problems + n_train, exclude=excluded)
+    problems = arith.stream(corpus_cfg, pretraining.eval_problems + n_train, exclude=excluded, programs=programs)
     held_out, train = problems[: pretraining.eval_problems], problems[pretraining.eval_problems :]
 
     # Trained on the text it will see (the role markers and EOS are special tokens, added separately).
-    texts = [_conversation(p.question)[0]["content"] + "\n" + (p.solution or "") for p in train[:2000]]
+    texts = ["\n".join(m["content"] for m in _conversation(plugin, p, with_solution=True)) for p in train[:2000]]
     tokenizer = build_tokenizer(texts, arch.vocab_size)
     model = _new_model(tokenizer, arch, seed)
     steps, evals = (0, [])
     if pretraining.max_steps > 0:
-        steps, evals = _pretrain(model, tokenizer, train, held_out, pretraining, seed, log)
+        steps, evals = _pretrain(model, tokenizer, plugin, task.primary_grader, train, held_out, pretraining, seed, log)
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -239,7 +257,8 @@ def build_tiny_model(
         "parameters": sum(p.numel() for p in model.parameters()),
         "architecture": asdict(arch),
         "pretraining": asdict(pretraining),
-        "corpus": {"generator_seed": corpus_cfg.seed, "excluded_test_split_of_seed": avoid.seed},
+        "task": task.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "corpus": {"generator_seed": corpus_cfg.seed, "excluded_test_split_of_seed": task.arith.seed},
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
     }
     (out / "tiny_model.json").write_text(json.dumps(record, indent=2) + "\n")
@@ -253,7 +272,7 @@ def _handler(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         learning_rate=args.learning_rate,
     )
-    record = build_tiny_model(args.out, pretraining=pre, seed=args.seed)
+    record = build_tiny_model(args.out, task=default_task(TaskKind(args.task)), pretraining=pre, seed=args.seed)
     print(json.dumps({k: record[k] for k in ("steps", "pass1", "seconds", "parameters")}))
     return 0
 
@@ -261,11 +280,17 @@ def _handler(args: argparse.Namespace) -> int:
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser(
         "tiny-model",
-        help="build a tiny arith model offline (the CPU quick-start's base model)",
+        help="build a tiny model offline for the arith or code quick start (their base model)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--out", required=True, help="directory for the Hugging Face model")
+    p.add_argument(
+        "--task",
+        choices=[TaskKind.arith.value, TaskKind.code.value],
+        default=TaskKind.arith.value,
+        help="arith: word problems; code: the same stories as programs, graded in the sandbox (default: arith)",
+    )
     p.add_argument(
         "--target-pass1",
         type=float,

@@ -11,7 +11,9 @@ Shapes (DESIGN §4, §5):
   model-written programs run in a `grade` container that holds no credentials: an init container fetches the
   inputs and a native sidecar uploads the verdicts;
 - train: a GPU Job running `accelerate launch`; several nodes make it an Indexed Job plus a headless Service
-  that gives rank 0 a stable DNS name for torch's rendezvous.
+  that gives rank 0 a stable DNS name for torch's rendezvous;
+- and, not for a Launch: the Job that deletes a run's storage when the run is deleted with
+  `storage.deleteOnRunDeletion` (`cleanup_job`), a small CPU Job running `tpt delete`.
 
 Credentials only ever arrive through `envFrom: secretRef`; the operator never reads the Secret.
 """
@@ -45,6 +47,7 @@ SMALL_STAGE = StageResources(cpu="1", memory="4Gi", active_deadline_seconds=6 * 
 # The planner retries whole stages (`maxAttempts`) on top of this.
 BACKOFF_LIMIT = 1
 CACHE_DIR = "/var/cache/tpt"
+CLEANUP = "delete-storage"  # the cleanup Job's name suffix and its tpt.dev/stage label
 WORKDIR = "/work"
 
 
@@ -67,6 +70,10 @@ def stage_labels(run_name: str, ref: StageRef) -> dict[str, str]:
         "app.kubernetes.io/name": "tpt-stage",
         "app.kubernetes.io/managed-by": "tpt-operator",
     }
+
+
+def cleanup_job_name(run_name: str) -> str:
+    return f"{run_name}-{CLEANUP}"  # run names have at most 40 characters (the CRD's rule)
 
 
 def owner_reference(body: Mapping[str, Any]) -> dict[str, Any]:
@@ -100,19 +107,36 @@ def build(body: Mapping[str, Any], action: Launch, config: OperatorConfig) -> li
         Stage.verify: _verify,
         Stage.train: _train,
     }[ref.stage]
-    return builder(_Ctx(body, run, action, config))
+    return builder(_Ctx(body, run, config, action))
+
+
+def cleanup_job(body: Mapping[str, Any], config: OperatorConfig) -> dict[str, Any]:
+    """The Job that deletes the run's directory in the object store (`tpt delete`), with the stages' image and
+    credentials. Owned by the run like every child, so it goes with the run once the finalizer is removed."""
+    ctx = _Ctx(body, parse_run(body), config)
+    args = ["-m", "tpt_stages.cli", "delete", ctx.run.run_uri(), "--yes"]
+    container = ctx.container("delete", ctx.cpu_image, ["python"], args, resources=_resources(SMALL_STAGE, 0))
+    pod = {"containers": [container], "securityContext": _pod_security()}
+    return ctx.job(pod, SMALL_STAGE, indexed=False, completions=1)
 
 
 class _Ctx:
-    """What every builder needs, derived once."""
+    """What every builder needs, derived once: for a stage's Launch, or (no action) the cleanup Job."""
 
-    def __init__(self, body: Mapping[str, Any], run: SelfImprovementRun, action: Launch, config: OperatorConfig):
+    def __init__(
+        self, body: Mapping[str, Any], run: SelfImprovementRun, config: OperatorConfig, action: Launch | None = None
+    ):
         self.body, self.run, self.action, self.config = body, run, action, config
-        self.ref = action.ref
-        self.name = job_name(run.name, action.ref)
         self.namespace = body["metadata"].get("namespace") or "default"
-        self.labels = stage_labels(run.name, action.ref)
         self.spec = run.spec
+        if action is None:
+            self.name = cleanup_job_name(run.name)
+            self.labels = {LABEL_RUN: run.name, LABEL_STAGE: CLEANUP, "app.kubernetes.io/name": "tpt-stage",
+                           "app.kubernetes.io/managed-by": "tpt-operator"}  # fmt: skip
+        else:
+            self.ref = action.ref
+            self.name = job_name(run.name, action.ref)
+            self.labels = stage_labels(run.name, action.ref)
 
     @property
     def secret_name(self) -> str | None:
@@ -201,7 +225,7 @@ class _Ctx:
                 "name": self.name,
                 "namespace": self.namespace,
                 "labels": job_labels,
-                "annotations": {"tpt.dev/shards": str(self.action.shards)},
+                "annotations": {"tpt.dev/shards": str(self.action.shards if self.action else 1)},
                 "ownerReferences": [owner_reference(self.body)],
             },
             "spec": spec,

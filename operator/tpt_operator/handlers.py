@@ -20,10 +20,10 @@ from typing import Any
 import kopf
 
 from tpt_operator import GROUP, PLURAL, VERSION, kube, metrics
-from tpt_operator.builders import LABEL_RUN, build, job_name
+from tpt_operator.builders import CLEANUP, LABEL_RUN, LABEL_STAGE, build, cleanup_job, cleanup_job_name, job_name
 from tpt_operator.config import OperatorConfig
 from tpt_operator.config import load as load_config
-from tpt_operator.observe import job_gpus
+from tpt_operator.observe import job_gpus, job_outcome
 from tpt_operator.reconcile import decide
 from tpt_stages.planner import Cancel, Launch, State
 
@@ -189,9 +189,29 @@ async def resync(
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def run_deleted(
-    namespace: str, name: str, tpt_jobs: kopf.Index, memo: kopf.Memo, logger: logging.Logger, **_: Any
-) -> None:
-    """Delete the run's Jobs now (ownerReferences would too, later); storage is kept (see docs/operator.md)."""
-    for job in list(tpt_jobs.get((namespace, name), [])):
+    body: kopf.Body, namespace: str, name: str, tpt_jobs: kopf.Index, tpt_pods: kopf.Index, memo: kopf.Memo,
+    logger: logging.Logger, **_: Any,
+) -> None:  # fmt: skip
+    """Delete the run's Jobs now (ownerReferences would too, later). Its storage is kept, unless the spec says
+    `storage.deleteOnRunDeletion`: then, once no pod of the run is left to write there, a cleanup Job deletes
+    the run's directory, and the finalizer holds the run until that Job has finished (docs/operator.md)."""
+    key, cleanup = (namespace, name), cleanup_job_name(name)
+    stage_jobs = [j for j in tpt_jobs.get(key, []) if j["metadata"]["name"] != cleanup]
+    for job in stage_jobs:
         await _delete_stage(namespace, job["metadata"]["name"], memo.settings, logger)
     metrics.set_phase(namespace, name, None)
+    if not (body.get("spec") or {}).get("storage", {}).get("deleteOnRunDeletion"):
+        return
+    if stage_jobs or any(p["metadata"]["labels"].get(LABEL_STAGE) != CLEANUP for p in tpt_pods.get(key, [])):
+        raise kopf.TemporaryError("waiting for the run's pods to stop before deleting its storage", delay=2)
+    job = next((j for j in tpt_jobs.get(key, []) if j["metadata"]["name"] == cleanup), None)
+    if job is None:
+        await kube.create(cleanup_job(body, memo.config), memo.settings, logger)
+        raise kopf.TemporaryError(f"deleting the run's storage (job {cleanup})", delay=2)
+    outcome = job_outcome(job)
+    if outcome is State.running:
+        raise kopf.TemporaryError(f"deleting the run's storage (job {cleanup})", delay=2)
+    if outcome is State.failed:  # keep no run hostage to its storage: say so, and let it go
+        kopf.warn(body, reason="StorageNotDeleted", message=f"job {cleanup} failed: its pod's log says why")
+    else:
+        kopf.info(body, reason="StorageDeleted", message=f"deleted the run's storage (job {cleanup})")

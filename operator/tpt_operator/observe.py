@@ -46,6 +46,15 @@ def _condition(obj: Mapping[str, Any], ctype: str) -> Mapping[str, Any] | None:
     return None
 
 
+def job_outcome(job: Mapping[str, Any]) -> State:
+    """Succeeded, failed or running by the Job's conditions alone: for a Job that reports nothing (cleanup)."""
+    if _condition(job, "Failed") is not None:
+        return State.failed
+    if _condition(job, "Complete") is not None:
+        return State.succeeded
+    return State.running
+
+
 def job_gpus(job: Mapping[str, Any]) -> int:
     """GPUs the Job's pods hold at once: per-pod GPU limits times parallelism (or a summary's `gpus`)."""
     if "gpus" in job:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -28,6 +27,7 @@ emulator = pytest.importorskip("emulator", reason="tests/operator/emulator.py no
 kubelet = pytest.importorskip("kubelet", reason="tests/operator/kubelet.py not importable")
 pytest.importorskip("tpt_operator.handlers", reason="tpt_operator not importable")
 
+from runs import run_doc, wait_for  # noqa: E402
 from test_chart import RULES  # noqa: E402  (the chart's rules, checked against the rendered chart there)
 
 # Granted but not seen as a request, and why that is right.
@@ -51,30 +51,6 @@ def _verb(request) -> str:
     if request.method.value == "DELETE" and not request.name:
         return "deletecollection"
     return VERBS[request.method.value]
-
-
-def _run_doc(name: str) -> dict:
-    return {
-        "apiVersion": "tpt.dev/v1alpha1",
-        "kind": "SelfImprovementRun",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "model": {"uri": "s3://models/tiny", "dtype": "float32"},
-            "task": {"kind": "arith", "grader": "normalized", "generator": {"trainProblems": 20, "testProblems": 10}},
-            "rounds": 2,
-            "storage": {"uri": "s3://tpt-runs/runs", "secretName": "tpt-s3"},
-            "resources": {"think": {"gpus": 0}, "train": {"gpus": 0, "nodes": 2}},
-        },
-    }
-
-
-def _wait(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.1)
-    return value
 
 
 @pytest.mark.timeout(180)
@@ -101,17 +77,17 @@ def test_operator_calls_only_what_the_chart_grants(tmp_path, monkeypatch):
         with KopfRunner(["run", "--standalone", "-A", "-m", "tpt_operator.handlers"], timeout=60):
             cluster.secret("tpt-s3", {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"})
             url = cluster.runs_url()
-            cluster.create(url, _run_doc("audit"))
+            cluster.create(url, run_doc("audit", resources={"think": {"gpus": 0}, "train": {"gpus": 0, "nodes": 2}}))
             phase = lambda: ((cluster.run("audit") or {}).get("status") or {}).get("phase")  # noqa: E731
             try:
-                _wait(lambda: phase() == "Succeeded", 60, "the run to succeed")
+                wait_for(lambda: phase() == "Succeeded", 60, "the run to succeed")
             except AssertionError as e:
                 st = (cluster.run("audit") or {}).get("status") or {}
                 jobs = [j["metadata"]["name"] for j in cluster.jobs()]
                 raise AssertionError(f"{e}: {st.get('phase')} {st.get('message')} jobs={jobs}") from None
             # Deleting the run deletes its Jobs and the training Service (the operator's finalizer).
             cluster.delete(f"{url}/audit")
-            _wait(lambda: cluster.run("audit") is None, 30, "the run to be deleted")
+            wait_for(lambda: cluster.run("audit") is None, 30, "the run to be deleted")
     finally:
         asyncio.run_coroutine_threadsafe(k.stop(), cluster.loop).result(60)
         cluster.stop()

@@ -30,6 +30,23 @@ def test_round_trip_list_and_delete(store, tmp_path):
         store.read_bytes("nope")
     assert store.delete_prefix("a") == 2
     assert store.list() == ["c.txt"]
+    assert store.delete_prefix("c.txt") == 1  # a key is its own prefix, on S3 as on disk
+    assert store.list() == []
+
+
+def test_tpt_delete_removes_a_runs_directory_and_nothing_else(store):
+    from tpt_stages.cli import main
+
+    run, bystander = store.child("runs/ns/mine"), store.child("runs/ns/mine-too")
+    for s in (run, bystander):
+        for key in ("spec.yaml", "status.json", "problems/test.jsonl", "round-00/score/score.json"):
+            s.write_text(key, "{}")
+    assert main(["delete", run.uri]) == 1 and len(run.list()) == 4  # says what would go; deletes nothing
+    assert main(["delete", run.uri, "--yes"]) == 0
+    assert run.list() == [] and len(bystander.list()) == 4
+    assert main(["delete", run.uri, "--yes"]) == 0  # nothing left: nothing to do
+    assert main(["delete", store.child("runs/ns").uri, "--yes"]) == 2  # not a run: refused
+    assert len(bystander.list()) == 4
 
 
 def test_directories_upload_and_download(store, tmp_path):

@@ -78,3 +78,14 @@ def test_fetch_grade_upload_commits_remotely_and_scrubs_the_sandbox_workdir(tmp_
     assert committed is not None and committed.report["samples"] == 12
     assert committed.report["verdicts"] == {"correct": 12}
     assert json.loads((tmp_path / "report.json").read_text())["samples"] == 12
+
+    # The pod again (a retry after the commit, e.g. its node died before the Job saw success): it grades
+    # nothing and rewrites nothing, and reports the committed shard.
+    again = tmp_path / "again"
+    assert _stage("fetch", again, env).wait(60) == 0
+    assert not LocalStore(again).exists(layout.problems_file("test"))  # no inputs: nothing to grade
+    grade, upload = _stage("grade", again, grader_env), _stage("upload", again, env)
+    assert grade.wait(60) == 0, grade.stdout.read()
+    assert upload.wait(60) == 0, upload.stdout.read()
+    assert manifest.read(remote, layout.stage_dir(0, layout.Stage.verify, 0)).finished_at == committed.finished_at
+    assert json.loads((tmp_path / "report.json").read_text())["cached"] is True

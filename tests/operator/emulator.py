@@ -66,10 +66,12 @@ class Emulator(kmock.KubernetesEmulator):
             request = self._stamp_create(request)
         elif request.resource is not None and request.action == enums.action.UPDATE and request.name:
             request = self._stamp_update(request)
-        deleted = self._current(request) if request.action == enums.action.DELETE and request.name else None
+        # An object goes on DELETE, or, when it has finalizers, on the update that removes the last one.
+        changes = request.name and request.action in (enums.action.DELETE, enums.action.UPDATE)
+        before = self._current(request) if changes else None
         response = await super()._handle(request)
-        if deleted is not None and response.status < 300 and self._current(request) is None:
-            await self._collect_dependants(deleted["metadata"].get("uid"))
+        if before is not None and response.status < 300 and self._current(request) is None:
+            await self._collect_dependants(before["metadata"].get("uid"))
         return response
 
     @staticmethod

@@ -12,8 +12,9 @@ Containers get what a real pod would: their `env` (with `$(VAR)` expansion and t
 them), `JOB_COMPLETION_INDEX`, and emptyDir mounts mapped to temporary directories. The report channel is
 `$TPT_REPORT_FILE`, standing in for /dev/termination-log.
 
-`fake=` swaps the processes for an in-process function that returns a plausible report at once: the operator
-logic tests and the benchmark need Job turnover, not models.
+`fake=` swaps the stage processes (`-m tpt_stages STAGE ...`) for an in-process function that returns a
+plausible report at once: the operator logic tests and the benchmark need Job turnover, not models. Other
+containers (the storage cleanup's `tpt delete`) still run as processes.
 """
 
 from __future__ import annotations
@@ -312,7 +313,7 @@ class Kubelet:
         args = [_remap(a, paths) for a in args]
         env = {k: _remap(v, paths) for k, v in env.items()}
         log = root / f"{c['name']}.log"
-        if self.fake is not None:
+        if self.fake is not None and "tpt_stages" in args:
             code, message = await self._fake(pod, args, index)
         else:
             code = await self._process(args, env, log)
@@ -328,8 +329,6 @@ class Kubelet:
     async def _fake(self, pod: dict, args: list[str], index: int) -> tuple[int, dict | str]:
         if self.fake_seconds:
             await asyncio.sleep(self.fake_seconds)
-        if "tpt_stages" not in args:
-            return 0, ""
         stage, rnd = stage_of(args)
         job = pod["metadata"]["labels"]["batch.kubernetes.io/job-name"]
         return self.fake(stage, rnd, index, job)

@@ -12,7 +12,8 @@ import time
 
 import pytest
 import s3server
-from conftest import kubelet_running, operator_running, wait_for
+from conftest import kubelet_running, operator_running
+from runs import wait_for
 
 from tpt_stages import layout
 from tpt_stages.storage import open_store
@@ -39,7 +40,8 @@ def test_a_two_round_run_on_the_tiny_model_succeeds_with_per_round_metrics(
                 "generator": {"trainProblems": 200, "testProblems": 40, "seed": 7},
             },
             "rounds": 2,
-            "think": {"samplesPerProblem": 2, "maxTokens": 96},
+            # transformers' generate: vLLM's ~45 s start per think stage is covered by tests/e2e
+            "think": {"samplesPerProblem": 2, "maxTokens": 96, "engine": "transformers"},
             "evaluation": {"samples": 2},
             "select": {"examplesPerRound": 100},
             "train": {"learningRate": 2e-4, "batchSize": 16, "maxLength": 192},

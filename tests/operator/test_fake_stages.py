@@ -11,7 +11,11 @@ import time
 
 import kubelet as kl
 import pytest
-from conftest import kubelet_running, operator_running, run_doc, wait_for
+import s3server
+from conftest import kubelet_running, operator_running
+from runs import run_doc, wait_for
+
+from tpt_stages.storage import open_store
 
 CREDS = {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
 # prepare + 3 rounds of think/verify/score + 2 of select/train
@@ -151,6 +155,28 @@ def test_deleting_a_run_deletes_its_jobs_and_lets_it_go(cluster, tmp_path):
         cluster.delete(f"{cluster.runs_url()}/doomed")
         wait_for(lambda: cluster.run("doomed") is None, 30, "the run to go")
         assert cluster.jobs() == []
+
+
+def test_deleting_a_run_that_asks_for_it_deletes_its_storage_then_lets_it_go(cluster, tmp_path, s3_bucket, monkeypatch):
+    """`storage.deleteOnRunDeletion`: the finalizer holds the run while a real cleanup Job (`tpt delete`, run by
+    the kubelet as a process against the real S3 server) deletes the run's directory, and only that."""
+    monkeypatch.setenv("TPT_S3_ENDPOINT", s3server.ENDPOINT)
+    runs = f"s3://{s3_bucket}/runs"
+    mine, other = open_store(f"{runs}/default/tidy"), open_store(f"{runs}/default/other")
+    for store in (mine, other):
+        for key in ("spec.yaml", "status.json", "problems/train.jsonl", "round-00/think/shard-00000/train.jsonl"):
+            store.write_text(key, "{}")
+    storage = {"uri": runs, "secretName": "tpt-s3", "deleteOnRunDeletion": True}
+    with kubelet_running(cluster, tmp_path, fake=kl.default_fake), operator_running():
+        cluster.secret("tpt-s3", {k: v for k, v in s3server.KEYS.items() if k.startswith("AWS_")})
+        cluster.create(cluster.runs_url(), run_doc("tidy", storage=storage))
+        wait_for(lambda: status(cluster, "tidy").get("phase") == "Succeeded", 60, "the run to succeed")
+        cluster.delete(f"{cluster.runs_url()}/tidy")
+        wait_for(lambda: cluster.run("tidy") is None, 60, "the run to go")
+    assert mine.list() == [] and len(other.list()) == 4
+    reasons = [e["reason"] for e in cluster.events() if e["involvedObject"]["name"] == "tidy"]
+    assert "StorageDeleted" in reasons
+    assert cluster.jobs() == []  # the cleanup Job went with its owner
 
 
 def test_an_invalid_spec_fails_the_run_with_invalid_spec(cluster, tmp_path):

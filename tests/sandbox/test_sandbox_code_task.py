@@ -93,3 +93,23 @@ def test_the_shipped_codecontests_fixtures_pass_with_their_reference_solutions()
     n = len(problems)
     assert [(g.verdict, g.tests_passed) for g in grades[:n]] == [(Verdict.correct, len(p.tests)) for p in problems]
     assert {(g.verdict, g.tests_passed) for g in grades[n:]} == {(Verdict.wrong, 0)}
+
+
+def test_reference_timed_limits_fail_a_program_far_slower_than_the_reference():
+    """With `referenceTimeMultiple`, a problem's limit is that multiple of its reference solution's slowest
+    test (at least REFERENCE_FLOOR_SECONDS): a program that sleeps 2 s passes under the usual 4 s limit and
+    times out under 2 × a fast reference. A problem whose reference fails keeps the usual limit."""
+    from tpt_stages.tasks.code import REFERENCE_FLOOR_SECONDS
+
+    fast = ADD.model_copy(update={"id": "fast", "solution": "a, b = map(int, input().split())\nprint(a + b)"})
+    broken = ADD.model_copy(update={"id": "broken", "solution": "print(0)"})
+    slow = fenced("import time\ntime.sleep(2)\na, b = map(int, input().split())\nprint(a + b)")
+    spec = dict(kind=TaskKind.code, train=DS, test=DS, test_timeout_seconds=4, memory_mb=256)
+    usual = get_task(TaskSpec(**spec), sandbox_backend="bwrap")
+    timed = get_task(TaskSpec(**spec, reference_time_multiple=2), sandbox_backend="bwrap")
+
+    assert [g["tests"].verdict for g in usual.grade([(fast, slow)])] == [Verdict.correct]
+    grades = [g["tests"] for g in timed.grade([(fast, slow), (broken, slow), (fast, fenced("print(3)"))])]
+    assert [g.verdict for g in grades] == [Verdict.timeout, Verdict.correct, Verdict.wrong], grades
+    assert REFERENCE_FLOOR_SECONDS <= timed.reference_limits["fast"] < 2
+    assert timed.reference_limits["broken"] is None

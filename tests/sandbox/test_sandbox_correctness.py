@@ -160,3 +160,18 @@ def test_per_job_time_limit_overrides_the_default():
     jobs = [ProgramJob(slow, cases(("", "1"))), ProgramJob(slow, cases(("", "1")), timeout_seconds=0.3)]
     results, _ = run_batch(jobs, Limits(timeout_seconds=3.0), backend="unsafe")
     assert [r.verdict for r in results] == [Verdict.correct, Verdict.timeout]
+
+
+def test_a_failing_program_stops_at_its_first_failure_unless_every_test_is_counted():
+    """What verify does unless soft-positive pruning needs the count: the verdict is known at the first
+    failure, and the tests after it would each cost a fork."""
+    first_wrong = "n = int(input())\nprint(n if n > 1 else -1)"
+    tests = cases(("1\n", "1"), ("2\n", "2"), ("3\n", "3"))
+    jobs = [ProgramJob(first_wrong, tests), ProgramJob(first_wrong, tests, every_test=False)]
+    results, _ = run_batch(jobs, LIMITS, backend="bwrap")
+    assert [(r.verdict, r.tests_passed, r.tests_total) for r in results] == [
+        (Verdict.wrong, 2, 3),
+        (Verdict.wrong, 0, 3),
+    ]
+    assert all(r.detail.startswith("test 1/3: expected '1'") for r in results)
+    assert results[1].seconds < results[0].seconds  # one test run, not three

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tpt_operator.builders import MAX_NAME, build, job_name
+from tpt_operator.builders import MAX_NAME, build, cleanup_job, job_name
 from tpt_operator.config import OperatorConfig, load
 from tpt_stages.layout import Stage
 from tpt_stages.planner import Launch, StageRef
@@ -170,3 +170,18 @@ def test_config_from_file_and_environment(tmp_path):
     )
     with pytest.raises(ValueError):
         load(str(path), {"TPT_IMAGE_PULL_POLICY": "Sometimes"})
+
+
+def test_the_storage_cleanup_job_deletes_the_runs_directory_with_the_stages_credentials():
+    run = body(storage={"uri": "s3://tpt-runs/team", "deleteOnRunDeletion": True})
+    job = cleanup_job(run, CONFIG)
+    meta = job["metadata"]
+    assert meta["name"] == "gsm8k-delete-storage" and meta["namespace"] == "team-a"
+    assert meta["labels"]["tpt.dev/run"] == "gsm8k" and meta["labels"]["tpt.dev/stage"] == "delete-storage"
+    assert meta["ownerReferences"][0]["uid"] == run["metadata"]["uid"]
+    (c,) = _pod(job)["containers"]
+    assert c["command"] == ["python"]
+    assert c["args"] == ["-m", "tpt_stages.cli", "delete", "s3://tpt-runs/team/team-a/gsm8k", "--yes"]
+    assert c["envFrom"] == [{"secretRef": {"name": "tpt-s3"}}]
+    assert {"name": "AWS_ENDPOINT_URL_S3", "value": "http://minio.tpt:9000"} in c["env"]
+    assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]} and c["resources"]["limits"]

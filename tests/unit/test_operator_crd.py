@@ -172,6 +172,7 @@ INVALID = [
     ("spec.task.test", _DELETE, "task.train"),
     ("spec.task.grader", "tests", "task.grader"),
     ("spec.task.generator", {"minSteps": 2}, "task.generator"),
+    ("spec.task.referenceTimeMultiple", 3, "task.referenceTimeMultiple"),
     ("spec.task.promptTemplate", "Solve it.", "task.promptTemplate"),
     ("spec.storage.uri", "s3://ab", "storage.uri"),
     ("spec.storage.uri", "gs://bucket", "storage.uri"),
@@ -197,6 +198,16 @@ def test_invalid_documents_are_rejected_naming_the_field(path, value, field):
 def test_arith_generator_steps_are_checked_by_cel_too():
     doc = _set(good(), "spec.task", {"kind": "arith", "generator": {"minSteps": 3, "maxSteps": 2}})
     assert any("minSteps" in e for e in validate(doc))
+
+
+def test_code_tasks_take_datasets_or_the_generator_not_both():
+    generated = _set(good(), "spec.task", {"kind": "code", "generator": {"seed": 3}, "referenceTimeMultiple": 3})
+    assert validate(generated) == []
+    parse(generated)
+    both = _set(generated, "spec.task.train", {"uri": "x.jsonl"})
+    assert any("task.train" in e for e in validate(both))
+    neither = _set(good(), "spec.task", {"kind": "code"})
+    assert any("task.train" in e for e in validate(neither))
 
 
 @pytest.mark.parametrize(

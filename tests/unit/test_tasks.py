@@ -177,3 +177,26 @@ def test_function_harness(code, passes, exit_code):
 
 def test_stdin_problems_run_the_program_as_it_is():
     assert program_for(STDIO, "print(3)\n") == "print(3)\n"
+
+
+@pytest.mark.parametrize(("strategy", "every"), [("groundTruth", False), ("softPositive", True)])
+def test_code_stages_count_every_test_only_for_soft_positive_pruning(tmp_path, strategy, every):
+    from tpt_stages.spec import parse
+    from tpt_stages.stage import Context
+    from tpt_stages.storage import open_store
+
+    run = parse({"apiVersion": "tpt.dev/v1alpha1", "kind": "SelfImprovementRun", "metadata": {"name": "c"},
+                 "spec": {"model": {"uri": "m"}, "task": {"kind": "code", "generator": {}},
+                          "select": {"strategy": strategy}}})  # fmt: skip
+    assert Context(run, open_store(f"file://{tmp_path}"), 0).task.count_every_test is every
+
+
+def test_generated_code_problems_get_the_short_prompt_unless_the_spec_has_one():
+    from tpt_stages.tasks.code import GENERATED_PROMPT
+
+    problem = Problem(id="p", question="Print 1.", tests=[TestCase(input="", output="1")])
+    generated = TaskSpec(kind=TaskKind.code, generator={})
+    assert get_task(generated).messages(problem)[0]["content"] == GENERATED_PROMPT.replace("{question}", "Print 1.")
+    own = TaskSpec(kind=TaskKind.code, generator={}, prompt_template="Q: {question}")
+    assert get_task(own).messages(problem)[0]["content"] == "Q: Print 1."
+    assert get_task(spec(TaskKind.code)).messages(problem)[0]["content"].startswith(PROGRAM_PROMPT[:40])

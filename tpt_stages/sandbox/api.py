@@ -39,6 +39,8 @@ class ProgramJob:
     program: str
     tests: list[TestCase]
     timeout_seconds: float | None = None  # per test, overrides Limits.timeout_seconds
+    #: run past a failed test, so that tests_passed counts every passing test (else: stop at the first failure)
+    every_test: bool = True
 
 
 @dataclass(frozen=True)
@@ -46,9 +48,10 @@ class ProgramResult:
     verdict: Verdict
     tests_passed: int
     tests_total: int
-    seconds: float
+    seconds: float  # all tests together, as the harness measured them (fork to reaped, per test)
     detail: str | None = None
     stdout_tail: str = ""
+    slowest_test_seconds: float = 0.0
 
 
 def run_batch(
@@ -109,7 +112,12 @@ def _work(
                 return
             job = jobs[i]
             timeout = job.timeout_seconds or limits["timeout_seconds"]
-            wire = {"program": job.program, "tests": [[t.input, t.output] for t in job.tests], "timeout": timeout}
+            wire = {
+                "program": job.program,
+                "tests": [[t.input, t.output] for t in job.tests],
+                "timeout": timeout,
+                "every_test": job.every_test,
+            }
             try:
                 results[i] = _result(session.run(wire, _deadline(len(job.tests), timeout)))
             except HarnessFailed as e:
@@ -131,6 +139,7 @@ def _result(wire: dict) -> ProgramResult:
         tests_passed=wire["tests_passed"],
         tests_total=wire["tests_total"],
         seconds=wire["seconds"],
+        slowest_test_seconds=wire["slowest_test_seconds"],
         detail=wire["detail"],
         stdout_tail=wire["stdout_tail"],
     )

@@ -33,10 +33,11 @@ def check_overlap(train: list[Problem], test: list[Problem]) -> None:
 
 def load(ctx: Context) -> tuple[list[Problem], list[Problem]]:
     task = ctx.spec.task
-    if task.kind is TaskKind.arith:
+    if task.generated:
         from tpt_stages.tasks.arith import generate
 
-        return generate(task.arith, "train"), generate(task.arith, "test")
+        programs = task.kind is TaskKind.code
+        return generate(task.arith, "train", programs=programs), generate(task.arith, "test", programs=programs)
     from tpt_stages.datasets import load_problems
 
     return (

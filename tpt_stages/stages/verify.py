@@ -57,6 +57,10 @@ def run(ctx: Context, out: StageOutput) -> dict:
     backend = getattr(ctx.task, "backend_used", None)
     if backend:
         report["sandbox"] = backend
+    references = getattr(ctx.task, "reference_limits", None)
+    if references:  # time limits from reference solutions (task.referenceTimeMultiple)
+        timed = sum(limit is not None for limit in references.values())
+        report["reference_limits"] = {"timed": timed, "failed": len(references) - timed}
     report["verdicts"] = dict(sorted(verdicts.items()))
     return report
 
@@ -81,6 +85,12 @@ def scrub(ctx: Context) -> None:
 
 
 def fetch(ctx: Context, local) -> None:
+    committed = layout.manifest(ctx.round, layout.Stage.verify, ctx.shard)
+    if ctx.store.exists(committed):
+        # A pod retried after its upload committed: with the manifest in the workdir, grade reports the
+        # committed shard and runs nothing, and upload leaves it be.
+        local.write_bytes(committed, ctx.store.read_bytes(committed))
+        return
     keys = _inputs(ctx, ctx.store)
     for key in keys:
         if ctx.store.exists(key):
@@ -88,6 +98,8 @@ def fetch(ctx: Context, local) -> None:
 
 
 def upload(ctx: Context, local) -> None:
+    if ctx.store.exists(layout.manifest(ctx.round, layout.Stage.verify, ctx.shard)):
+        return  # committed already (see fetch): a commit is never rewritten
     d = layout.stage_dir(ctx.round, layout.Stage.verify, ctx.shard)
     keys = local.list(d)
     for key in sorted(keys, key=lambda k: k.endswith(layout.MANIFEST)):  # the manifest last: it commits

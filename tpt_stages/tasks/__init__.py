@@ -8,9 +8,10 @@ from tpt_stages.spec import TaskKind
 from tpt_stages.tasks.base import Task
 
 
-def get_task(task_spec: TaskSpec, *, sandbox_backend: str = "auto") -> Task:
-    """The plugin for `task_spec.kind`; `sandbox_backend` is for code tasks (`auto` picks the strongest
-    isolation available)."""
+def get_task(task_spec: TaskSpec, *, sandbox_backend: str = "auto", count_every_test: bool = False) -> Task:
+    """The plugin for `task_spec.kind`. For code tasks: `sandbox_backend` (`auto` picks the strongest
+    isolation available), and `count_every_test` runs every test of a failing program, to count the tests it
+    passes (soft-positive pruning), instead of stopping at its first failure."""
     if task_spec.kind is TaskKind.math:
         from tpt_stages.tasks.math import MathTask
 
@@ -18,7 +19,7 @@ def get_task(task_spec: TaskSpec, *, sandbox_backend: str = "auto") -> Task:
     if task_spec.kind is TaskKind.code:
         from tpt_stages.tasks.code import CodeTask
 
-        return CodeTask(task_spec, backend=sandbox_backend)
+        return CodeTask(task_spec, backend=sandbox_backend, count_every_test=count_every_test)
     if task_spec.kind is TaskKind.arith:
         from tpt_stages.tasks.arith import ArithTask
 

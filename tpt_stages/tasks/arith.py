@@ -1,8 +1,12 @@
-"""The built-in `arith` task: seeded multi-step arithmetic word problems with step-by-step solutions.
+"""The built-in generator and the `arith` task: seeded multi-step arithmetic stories, as word problems with
+step-by-step solutions or as small programs to write.
 
-It needs no download, so it drives tests, demos and the CPU quick-start. A problem chains 1–3 steps of + − ×
-on small operands ("Mia has 4 pears. She buys 3 more. She gives away 2. ..."); its reference solution writes one
-equation per step and ends with `#### N`, the format the prompt asks for and both graders read.
+It needs no download, so it drives tests, demos and the CPU quick-starts. A story chains 1–3 steps of + − ×
+on small operands ("Mia has 4 pears. She buys 3 more. She gives away 2. ..."). Told as a word problem (task
+kind `arith`), its reference solution writes one equation per step and ends with `#### N`, the format the prompt
+asks for and both graders read. Told as a programming problem (task kind `code`), the starting count comes on
+standard input and the program prints the final one; its tests run in the sandbox like any CodeContests
+problem's, which makes it the smallest code task a tiny model can learn (tinymodel.py).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import random
 from collections.abc import Sequence
 
 from tpt_stages import graders
-from tpt_stages.records import Grade, Problem
+from tpt_stages.records import Grade, Problem, TestCase
 from tpt_stages.spec import ArithGenerator
 from tpt_stages.spec import Task as TaskSpec
 
@@ -48,13 +52,19 @@ def _apply(op: str, a: int, b: int) -> int:
     return a + b if op == "+" else a - b if op == "-" else a * b
 
 
-def _draw(rng: random.Random, cfg: ArithGenerator) -> Problem:
-    """One problem from the stream. Counts stay non-negative: subtraction never takes more than there is."""
+def _run(value: int, steps: list[tuple[str, int, str]]) -> int:
+    for op, b, _ in steps:
+        value = _apply(op, value, b)
+    return value
+
+
+def _chain(rng: random.Random, cfg: ArithGenerator) -> tuple[str, str, int, list[tuple[str, int, str]]]:
+    """One problem from the stream, before it is written out: (name, items, starting value, [(operator,
+    operand, sentence), ...]). Counts stay non-negative: subtraction never takes more than there is."""
     name, pronoun = rng.choice(_NAMES)
     items = rng.choice(_ITEMS)
-    value = rng.randint(min(2, cfg.max_operand), cfg.max_operand)  # "has 1 apples" reads oddly
-    sentences = [f"{name} has {value} {items}."]
-    equations = []
+    start = value = rng.randint(min(2, cfg.max_operand), cfg.max_operand)  # "has 1 apples" reads oddly
+    steps = []
     for _ in range(rng.randint(cfg.min_steps, cfg.max_steps)):
         ops = [op for op in cfg.operators if op != "-" or value >= 1]
         if not ops:  # only subtraction allowed and nothing left to take away
@@ -66,28 +76,64 @@ def _draw(rng: random.Random, cfg: ArithGenerator) -> Problem:
             b = rng.randint(min(2, cfg.max_operand), cfg.max_operand)  # "1 times as many" reads oddly
         else:
             b = rng.randint(1, cfg.max_operand)
-        sentences.append(rng.choice(_PHRASES[op]).format(p=pronoun, b=b, items=items))
+        steps.append((op, b, rng.choice(_PHRASES[op]).format(p=pronoun, b=b, items=items)))
+        value = _apply(op, value, b)
+    return name, items, start, steps
+
+
+def _words(name: str, items: str, start: int, steps: list[tuple[str, int, str]]) -> Problem:
+    """The word problem: its answer is the final count, its solution one equation per step."""
+    question = " ".join(
+        [f"{name} has {start} {items}.", *(s for _, _, s in steps), f"How many {items} does {name} have now?"]
+    )
+    equations, value = [], start
+    for op, b, _ in steps:
         new = _apply(op, value, b)
         equations.append(f"{value} {op} {b} = {new}")
         value = new
-    sentences.append(f"How many {items} does {name} have now?")
-    question = " ".join(sentences)
-    solution = "\n".join([*equations, f"#### {value}"])
     # The id depends only on the question, so it is the same whatever the split sizes are.
     pid = "arith-" + hashlib.sha256(question.encode()).hexdigest()[:12]
-    return Problem(id=pid, question=question, answer=str(value), solution=solution, meta={"steps": len(equations)})
+    solution = "\n".join([*equations, f"#### {value}"])
+    return Problem(id=pid, question=question, answer=str(value), solution=solution, meta={"steps": len(steps)})
 
 
-def stream(cfg: ArithGenerator, count: int, *, exclude: frozenset[str] = frozenset()) -> list[Problem]:
+def _program(name: str, items: str, start: int, steps: list[tuple[str, int, str]]) -> Problem:
+    """The same story as a programming problem (task kind `code`): the starting count comes on standard
+    input, the program prints the final one. Tests: the story's own count and three more (seeded by the
+    question, so the stream's random state is untouched)."""
+    question = " ".join(
+        [
+            f"{name} has n {items}, where n is given on the input.",
+            *(s for _, _, s in steps),
+            f"Print how many {items} {name} has now.",
+        ]
+    )
+    digest = hashlib.sha256(question.encode()).hexdigest()
+    inputs = [start, *random.Random(digest).sample([n for n in range(21) if n != start], 3)]
+    tests = [TestCase(input=f"{n}\n", output=str(_run(n, steps))) for n in inputs]
+    lines = ["n = int(input())", *(f"n = n {op} {b}" for op, b, _ in steps), "print(n)"]
+    return Problem(
+        id="arithprog-" + digest[:12],
+        question=question,
+        solution="\n".join(lines),
+        tests=tests,
+        meta={"steps": len(steps)},
+    )
+
+
+def stream(
+    cfg: ArithGenerator, count: int, *, exclude: frozenset[str] = frozenset(), programs: bool = False
+) -> list[Problem]:
     """The first `count` distinct problems (by question) of the stream seeded by `cfg.seed`, skipping
-    questions in `exclude`."""
+    questions in `exclude`; told as programs to write when `programs` (the same stories either way)."""
+    render = _program if programs else _words
     rng = random.Random(cfg.seed)
     seen: set[str] = set(exclude)
     out: list[Problem] = []
     for _ in range(count * _MAX_DRAWS_PER_PROBLEM):
         if len(out) == count:
             return out
-        p = _draw(rng, cfg)
+        p = render(*_chain(rng, cfg))
         if p.question not in seen:
             seen.add(p.question)
             out.append(p)
@@ -99,10 +145,10 @@ def stream(cfg: ArithGenerator, count: int, *, exclude: frozenset[str] = frozens
     )
 
 
-def generate(cfg: ArithGenerator, split: str) -> list[Problem]:
+def generate(cfg: ArithGenerator, split: str, *, programs: bool = False) -> list[Problem]:
     """The `train` or `test` split. Both come from one stream, test first, so they never share a question and
     the test set does not change when the train set grows."""
-    problems = stream(cfg, cfg.test_problems + (cfg.train_problems if split == "train" else 0))
+    problems = stream(cfg, cfg.test_problems + (cfg.train_problems if split == "train" else 0), programs=programs)
     if split == "test":
         return problems
     if split == "train":

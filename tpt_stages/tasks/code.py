@@ -37,7 +37,14 @@ FUNCTION_PROMPT = (
     "```python\n{question}\n```"
 )
 
+# For the built-in generator's problems (task.generator): short, because they are for tiny models with small
+# contexts, where every prompt token costs training and sampling time.
+GENERATED_PROMPT = "{question}\nWrite the program in a ```python block."
+
 HARNESS_KEY = "harness"
+# The least time a reference-timed limit allows: the reference's runtime is one noisy measurement (a fork and
+# the setup cost ~40 ms under gVisor, more on a loaded node), and a limit must not fail a program for noise.
+REFERENCE_FLOOR_SECONDS = 1.0
 _CANDIDATE = "__TPT_CANDIDATE__"
 
 # Why exec instead of appending the check to the model's code: the model's prints and its `__main__` block
@@ -99,13 +106,19 @@ class CodeTask:
     name = "code"
     graders: tuple[str, ...] = ("tests",)
 
-    def __init__(self, task_spec: TaskSpec, *, backend: str = "auto") -> None:
-        self.template = task_spec.prompt_template
+    def __init__(self, task_spec: TaskSpec, *, backend: str = "auto", count_every_test: bool = False) -> None:
+        self.template = task_spec.prompt_template or (GENERATED_PROMPT if task_spec.generated else None)
         self.test_timeout_seconds = task_spec.test_timeout_seconds
         self.memory_mb = task_spec.memory_mb
         self.backend = backend
+        # Without it a failing program's `tests_passed` counts the tests before its first failure only.
+        self.count_every_test = count_every_test
+        self.reference_multiple = task_spec.reference_time_multiple
         #: the sandbox backend that ran the last batch (verify records it: `bare` is not isolation)
         self.backend_used: str | None = None
+        #: problem id -> time limit from its reference solution, None where the reference failed (then the
+        #: usual limit applies); measured once per problem and process
+        self.reference_limits: dict[str, float | None] = {}
 
     def messages(self, problem: Problem) -> list[dict[str, str]]:
         default = FUNCTION_PROMPT if HARNESS_KEY in problem.meta else PROGRAM_PROMPT
@@ -132,8 +145,10 @@ class CodeTask:
         if todo:
             from tpt_stages.sandbox import Limits, ProgramJob, run_batch
 
-            jobs = [ProgramJob(program=c, tests=p.tests, timeout_seconds=self._timeout(p)) for _, p, c in todo]
             limits = Limits(timeout_seconds=self.test_timeout_seconds, memory_mb=self.memory_mb)
+            if self.reference_multiple is not None:
+                self._time_references([p for _, p, _ in todo], limits)
+            jobs = [ProgramJob(c, p.tests, self._timeout(p), every_test=self.count_every_test) for _, p, c in todo]
             results, self.backend_used = run_batch(jobs, limits, backend=self.backend)
             for (i, _, _), r in zip(todo, results, strict=True):
                 grades[i] = Grade(
@@ -144,7 +159,32 @@ class CodeTask:
                 )
         return [{"tests": grades[i]} for i in range(len(pairs))]
 
+    def _time_references(self, problems: Sequence[Problem], limits) -> None:
+        """Run the reference solution of every problem not timed yet, under the usual limits, and derive its
+        time limit from the slowest test. A reference that fails (CodeContests ships some wrong ones, and
+        its limits are for C++) leaves the problem on the usual limit."""
+        from tpt_stages.sandbox import ProgramJob, run_batch
+
+        todo = {p.id: p for p in problems if p.solution is not None and p.id not in self.reference_limits}
+        if not todo:
+            return
+        jobs = [
+            ProgramJob(program_for(p, p.solution or ""), p.tests, self._usual_timeout(p), every_test=False)
+            for p in todo.values()
+        ]
+        results, _ = run_batch(jobs, limits, backend=self.backend)
+        for p, r in zip(todo.values(), results, strict=True):
+            if r.verdict is Verdict.correct:
+                limit = max(REFERENCE_FLOOR_SECONDS, self.reference_multiple * r.slowest_test_seconds)
+                self.reference_limits[p.id] = min(limit, self._usual_timeout(p))
+            elif r.verdict is not Verdict.infra_error:  # an infra error is measured again next batch
+                self.reference_limits[p.id] = None
+
     def _timeout(self, problem: Problem) -> float:
+        limit = self.reference_limits.get(problem.id)
+        return limit if limit is not None else self._usual_timeout(problem)
+
+    def _usual_timeout(self, problem: Problem) -> float:
         # CodeContests time limits are set for C++ (often 1-2 s); the spec's per-test time is the floor, so
         # that Python is not failed for its speed, and a problem that states a longer limit gets it.
         return max(self.test_timeout_seconds, problem.time_limit_seconds or 0.0)

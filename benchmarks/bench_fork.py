@@ -1,0 +1,99 @@
+"""The platform bound of the sandbox: what one fork costs, bare and under gVisor.
+
+    .venv/bin/python benchmarks/bench_fork.py [--n 100]
+
+The harness forks the zygote once per test, so a fork of a warm Python interpreter is the floor of a test's
+cost. This times `fork()` + `_exit()` + `waitpid()` in a loop, in the harness's interpreter (`-I -S`) with
+nothing preloaded and with the zygote's PRELOAD, bare and inside `runsc do` (the sandbox's runsc flags, with
+the host's file system instead of the sandbox's minimal view, which does not change what a fork costs); and,
+where `cc` exists, a small C program for comparison (what a fork costs when the parent has a handful of
+mappings instead of a hundred).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+from tpt_stages.sandbox import available_backends
+from tpt_stages.sandbox.backends import HARNESS_ENV, PYTHON, SOURCE_ROOT
+
+RUNSC = ["bwrap", "--dev-bind", "/", "/", "--", "runsc", "--network=none", "--ignore-cgroups", "do", "-quiet"]
+
+PY_LOOP = """
+import ctypes, importlib, os, sys, time, gc
+sys.path.insert(0, {root!r})
+from tpt_stages.sandbox.zygote import PRELOAD
+if {preload}:
+    for m in PRELOAD:
+        importlib.import_module(m)
+    gc.freeze()
+libc = ctypes.CDLL(None)
+t = time.perf_counter()
+for _ in range({n}):
+    pid = libc.fork()
+    if pid == 0:
+        libc._exit(0)
+    os.waitpid(pid, 0)
+maps = len(open("/proc/self/maps").readlines())
+print(f"{{(time.perf_counter() - t) / {n} * 1000:.2f}} {{maps}}")
+"""
+
+C_LOOP = r"""
+#include <stdio.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/wait.h>
+int main(void) {
+  struct timespec a, b; int n = %d; char line[256]; int maps = 0;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (int i = 0; i < n; i++) { pid_t pid = fork(); if (pid == 0) _exit(0); waitpid(pid, 0, 0); }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  FILE *f = fopen("/proc/self/maps", "r"); while (fgets(line, sizeof line, f)) maps++;
+  printf("%%.2f %%d\n", ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6) / n, maps);
+  return 0;
+}
+"""
+
+
+def timed(argv: list[str], backend: str | None) -> tuple[str, str]:
+    argv = [*RUNSC, *argv] if backend else argv
+    # A pipe, not a file: runsc's output to a shared regular file overwrites other writers.
+    out = subprocess.run(argv, env=HARNESS_ENV, capture_output=True, check=True, timeout=600)
+    ms, maps = out.stdout.decode().split()
+    return ms, maps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100, help="forks per measurement (default: 100)")
+    args = parser.parse_args()
+    where = [None] + (["runsc"] if "runsc" in available_backends() else [])
+    rows = []
+    for label, preload in (
+        ("Python `-I -S`, nothing preloaded", False),
+        ("Python `-I -S`, the zygote's PRELOAD", True),
+    ):
+        code = PY_LOOP.format(root=SOURCE_ROOT, preload=preload, n=args.n)
+        rows.append((label, [timed([PYTHON, "-I", "-S", "-c", code], b) for b in where]))
+    cc = shutil.which("cc")
+    if cc:
+        with tempfile.TemporaryDirectory() as tmp:
+            src, exe = os.path.join(tmp, "fork.c"), os.path.join(tmp, "fork")
+            with open(src, "w") as f:
+                f.write(C_LOOP % args.n)
+            subprocess.run([cc, "-O2", "-o", exe, src], check=True)
+            rows.append(("C, libc only", [timed([exe], b) for b in where]))
+    print(f"{args.n} forks each, Python {sys.version.split()[0]}, {len(os.sched_getaffinity(0))} CPUs")
+    print("| process | mappings | bare ms/fork | " + " | ".join(f"{b} ms/fork" for b in where[1:]) + " |")
+    print("|---|---:|---:|" + "---:|" * (len(where) - 1))
+    for label, results in rows:
+        print(f"| {label} | {results[-1][1]} | " + " | ".join(ms for ms, _ in results) + " |")
+
+
+if __name__ == "__main__":
+    main()
