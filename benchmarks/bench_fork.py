@@ -6,8 +6,8 @@ The harness forks the zygote once per test, so a fork of a warm Python interpret
 cost. This times `fork()` + `_exit()` + `waitpid()` in a loop, in the harness's interpreter (`-I -S`) with
 nothing preloaded and with the zygote's PRELOAD, bare and inside `runsc do` (the sandbox's runsc flags, with
 the host's file system instead of the sandbox's minimal view, which does not change what a fork costs); and,
-where `cc` exists, a small C program for comparison (what a fork costs when the parent has a handful of
-mappings instead of a hundred).
+where `cc` exists, a small C program for comparison: what a fork costs when neither side touches memory after
+it, and when the child writes to 1,000 or 5,000 pages of its parent's heap (copy-on-write).
 """
 
 from __future__ import annotations
@@ -45,13 +45,20 @@ print(f"{{(time.perf_counter() - t) / {n} * 1000:.2f}} {{maps}}")
 
 C_LOOP = r"""
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 #include <unistd.h>
 #include <sys/wait.h>
-int main(void) {
-  struct timespec a, b; int n = %d; char line[256]; int maps = 0;
+int main(int argc, char **argv) {
+  size_t mb = atoi(argv[1]), touch = atoi(argv[2]); struct timespec a, b; int n = %d; char line[256]; int maps = 0;
+  char *heap = malloc((mb << 20) + 1); memset(heap, 1, mb << 20);
   clock_gettime(CLOCK_MONOTONIC, &a);
-  for (int i = 0; i < n; i++) { pid_t pid = fork(); if (pid == 0) _exit(0); waitpid(pid, 0, 0); }
+  for (int i = 0; i < n; i++) {
+    pid_t pid = fork();
+    if (pid == 0) { for (size_t k = 0; k < touch; k++) heap[k * 4096] = 2; _exit(0); }
+    waitpid(pid, 0, 0);
+  }
   clock_gettime(CLOCK_MONOTONIC, &b);
   FILE *f = fopen("/proc/self/maps", "r"); while (fgets(line, sizeof line, f)) maps++;
   printf("%%.2f %%d\n", ((b.tv_sec - a.tv_sec) * 1e3 + (b.tv_nsec - a.tv_nsec) / 1e6) / n, maps);
@@ -87,7 +94,12 @@ def main() -> None:
             with open(src, "w") as f:
                 f.write(C_LOOP % args.n)
             subprocess.run([cc, "-O2", "-o", exe, src], check=True)
-            rows.append(("C, libc only", [timed([exe], b) for b in where]))
+            for label, mb, touch in (
+                ("C, libc only", "0", "0"),
+                ("C, child writes 1,000 pages of a 50 MB heap", "50", "1000"),
+                ("C, child writes 5,000 pages of a 50 MB heap", "50", "5000"),
+            ):
+                rows.append((label, [timed([exe, mb, touch], b) for b in where]))
     print(f"{args.n} forks each, Python {sys.version.split()[0]}, {len(os.sched_getaffinity(0))} CPUs")
     print("| process | mappings | bare ms/fork | " + " | ".join(f"{b} ms/fork" for b in where[1:]) + " |")
     print("|---|---:|---:|" + "---:|" * (len(where) - 1))

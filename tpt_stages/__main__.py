@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tpt_stages import layout
 from tpt_stages.layout import Stage
+from tpt_stages.sandbox.backends import SandboxUnavailable
 from tpt_stages.spec import SpecError
 from tpt_stages.stage import Context, StageError, load_run, open_run_store, run_stage
 from tpt_stages.storage import LocalStore
@@ -99,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         main_rank = int(os.environ.get("RANK", "0")) == 0
         run_stage(stage, _stage_fn(stage), ctx, commit=main_rank)
         return 0
-    except (SpecError, StageError) as e:
+    except (SpecError, StageError, SandboxUnavailable) as e:  # the user must fix these: no retry helps
         print(f"error: {e}", file=sys.stderr)
         return 2
 

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from tpt_stages import layout, report
 from tpt_stages.runner import StageProgress, load_status, run_to_end
+from tpt_stages.sandbox.backends import SandboxUnavailable
 from tpt_stages.spec import Phase, SelfImprovementRun, SpecError, load_all, loads_all
 from tpt_stages.status import RunStatus
 from tpt_stages.storage import open_store
@@ -190,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except SpecError as e:
+    except (SpecError, SandboxUnavailable) as e:
         console.print(f"[red]error:[/] {e}")
         return 2
     except KeyboardInterrupt:
