@@ -73,5 +73,6 @@ def test_tpt_run_on_a_code_task_verifies_programs_in_the_sandbox(weak_tiny_code_
     assert all("```python" in ex["completion"][0]["content"] for ex in selected)
 
     assert [r["round"] for r in status["rounds"]] == [0, 1]
-    assert status["rounds"][0]["pass1"] > 0 and all(0 <= r["pass1"] <= r["passk"] <= 1 for r in status["rounds"])
+    # (Pass@1 itself may be 0 on 40 test problems × 2 samples of a ~5% model: the funnel above is the signal.)
+    assert all(0 <= r["pass1"] <= r["passk"] <= 1 for r in status["rounds"]), status["rounds"]
     assert status["rounds"][1]["modelUri"].endswith("round-01/model")
