@@ -61,15 +61,24 @@ def job_name(run_name: str, ref: StageRef) -> str:
     return f"{run_name[:keep].rstrip('-')}-{digest}-{ref.slug}"
 
 
-def stage_labels(run_name: str, ref: StageRef) -> dict[str, str]:
+def child_labels(run_name: str, stage: str) -> dict[str, str]:
+    """What every child Job and pod of a run carries (the operator's watches select on LABEL_RUN)."""
     return {
+        LABEL_RUN: run_name,
+        LABEL_STAGE: stage,
+        "app.kubernetes.io/name": "tpt-stage",
+        "app.kubernetes.io/managed-by": "tpt-operator",
+    }
+
+
+def stage_labels(run_name: str, ref: StageRef) -> dict[str, str]:
+    ours = {
         LABEL_RUN: run_name,
         LABEL_ROUND: str(ref.round),
         LABEL_STAGE: ref.stage.value,
         LABEL_ATTEMPT: str(ref.attempt),
-        "app.kubernetes.io/name": "tpt-stage",
-        "app.kubernetes.io/managed-by": "tpt-operator",
     }
+    return {**ours, **child_labels(run_name, ref.stage.value)}
 
 
 def cleanup_job_name(run_name: str) -> str:
@@ -131,8 +140,7 @@ class _Ctx:
         self.spec = run.spec
         if action is None:
             self.name = cleanup_job_name(run.name)
-            self.labels = {LABEL_RUN: run.name, LABEL_STAGE: CLEANUP, "app.kubernetes.io/name": "tpt-stage",
-                           "app.kubernetes.io/managed-by": "tpt-operator"}  # fmt: skip
+            self.labels = child_labels(run.name, CLEANUP)
         else:
             self.ref = action.ref
             self.name = job_name(run.name, action.ref)
