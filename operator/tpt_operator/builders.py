@@ -250,12 +250,7 @@ def _resources(res: StageResources, gpus: int) -> dict[str, Any]:
     if gpus:
         # Extended resources are requested through limits; quantities are strings in the API.
         limits[GPU] = str(gpus)
-    out: dict[str, Any] = {}
-    if requests:
-        out["requests"] = requests
-    if limits:
-        out["limits"] = limits
-    return out
+    return _present(requests=requests, limits=limits)
 
 
 def _placement(ctx: _Ctx, res: StageResources, gpu: bool) -> dict[str, Any]:
@@ -264,12 +259,12 @@ def _placement(ctx: _Ctx, res: StageResources, gpu: bool) -> dict[str, Any]:
     tolerations = [t.model_dump(exclude_none=True) for t in res.tolerations]
     if gpu:
         tolerations += [t.model_dump(exclude_none=True) for t in ctx.config.gpu_tolerations if t not in res.tolerations]
-    out: dict[str, Any] = {}
-    if selector:
-        out["nodeSelector"] = selector
-    if tolerations:
-        out["tolerations"] = tolerations
-    return out
+    return _present(nodeSelector=selector, tolerations=tolerations)
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    """The fields that have a value: manifests leave out empty ones, as `kubectl get -o yaml` shows them."""
+    return {k: v for k, v in fields.items() if v}
 
 
 def _cache_volumes(gpu: bool) -> tuple[list[dict], list[dict]]:

@@ -151,28 +151,15 @@ async def run_changed(
     await reconcile(dict(body), tpt_jobs, tpt_pods, memo, logger)
 
 
-async def _child_changed(
+@kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
+@kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
+async def child_changed(
     namespace: str, labels: Mapping[str, str], tpt_runs: kopf.Index, tpt_jobs: kopf.Index, tpt_pods: kopf.Index,
-    memo: kopf.Memo, logger: logging.Logger,
+    memo: kopf.Memo, logger: logging.Logger, **_: Any,
 ) -> None:  # fmt: skip
+    """A Job or Pod of a run changed: reconcile its run (found through the run label)."""
     for run in tpt_runs.get((namespace, labels.get(LABEL_RUN, "")), []):
         await reconcile(run, tpt_jobs, tpt_pods, memo, logger)
-
-
-@kopf.on.event("batch", "v1", "jobs", labels={LABEL_RUN: kopf.PRESENT})
-async def job_changed(
-    namespace: str, labels: Mapping[str, str], tpt_runs: kopf.Index, tpt_jobs: kopf.Index, tpt_pods: kopf.Index,
-    memo: kopf.Memo, logger: logging.Logger, **_: Any,
-) -> None:  # fmt: skip
-    await _child_changed(namespace, labels, tpt_runs, tpt_jobs, tpt_pods, memo, logger)
-
-
-@kopf.on.event("", "v1", "pods", labels={LABEL_RUN: kopf.PRESENT})
-async def pod_changed(
-    namespace: str, labels: Mapping[str, str], tpt_runs: kopf.Index, tpt_jobs: kopf.Index, tpt_pods: kopf.Index,
-    memo: kopf.Memo, logger: logging.Logger, **_: Any,
-) -> None:  # fmt: skip
-    await _child_changed(namespace, labels, tpt_runs, tpt_jobs, tpt_pods, memo, logger)
 
 
 def _active(status: Mapping[str, Any], **_: Any) -> bool:
