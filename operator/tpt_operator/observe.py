@@ -19,7 +19,8 @@ from tpt_stages.stage import merge_shard_reports
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
 JOB_NAME_LABELS = ("batch.kubernetes.io/job-name", "job-name")
 GPU = "nvidia.com/gpu"
-# A Job can report Complete a moment before the last pod's status (with its report) reaches the watch.
+# A Job can report Complete (or Failed) a moment before the last pod's status (with its report, or its exit
+# status) reaches the operator: Jobs and Pods come on separate watches.
 REPORT_GRACE_SECONDS = 60.0
 # Waiting reasons that mean the stage will not make progress by itself.
 STUCK_REASONS = (
@@ -167,10 +168,13 @@ def observe(
     if failed is not None:
         reason, message = pod_problem(pods)
         job_reason = failed.get("reason") or "Failed"
+        ended = parse_time(failed.get("lastTransitionTime")) or now
+        if not reason and job_reason != "DeadlineExceeded" and (now - ended).total_seconds() < REPORT_GRACE_SECONDS:
+            # The failed pod's status (exit status 2 means the user's input, not a crash) has not arrived yet.
+            return Observation(State.running, reason="WaitingForPods", message=f"job {meta.get('name')} failed")
         if job_reason == "DeadlineExceeded" or not reason:
             reason = job_reason
             message = failed.get("message") or message
-        ended = parse_time(failed.get("lastTransitionTime")) or now
         seconds = max(0.0, (ended - started).total_seconds()) if started else 0.0
         return Observation(State.failed, reason=reason, message=message, seconds=seconds, gpus=gpus)
 

@@ -80,6 +80,19 @@ def test_failures_carry_the_pod_level_reason(pods, condition, reason, words):
     assert obs.state is State.failed and obs.reason == reason and words in obs.message
 
 
+def test_a_failed_job_waits_a_little_for_its_pods_failure_reason():
+    """Jobs and Pods come on separate watches: the Job's Failed condition can come before the pod's exit
+    status, which tells a user error (exit 2, InvalidInput) from a crash."""
+    at = iso(T0 + timedelta(seconds=90))
+    failed = {"type": "Failed", "status": "True", "reason": "PodFailurePolicy", "lastTransitionTime": at}
+    lagging = [pod(phase="Running")]
+    assert observe(job(conditions=[failed]), lagging, T0 + timedelta(seconds=95)).reason == "WaitingForPods"
+    arrived = [pod(phase="Failed", terminated={"exitCode": 2, "message": "error: bad data"})]
+    assert observe(job(conditions=[failed]), arrived, T0 + timedelta(seconds=95)).reason == "InvalidInput"
+    late = observe(job(conditions=[failed]), lagging, T0 + timedelta(seconds=600))
+    assert late.state is State.failed and late.reason == "PodFailurePolicy"
+
+
 @pytest.mark.parametrize(
     ("p", "reason"),
     [
