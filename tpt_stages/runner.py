@@ -83,12 +83,19 @@ class StageProgress:
     started: float = 0.0
 
 
-class LocalExecutor:
-    """Runs a Launch as one process per shard (up to `parallel` at once) and observes the outcome."""
+def shards_at_once(stage: layout.Stage, gpus: int) -> int:
+    """How many of a stage's shard processes one machine runs at a time: one per GPU for a GPU stage, else
+    one. A shard already uses every core (vLLM on the CPU keeps both of 2 cores busy, a verify shard runs one
+    sandbox harness per CPU): two think shards on 2 cores sampled half as fast as one (docs/benchmarks.md)."""
+    return max(1, gpus) if stage in layout.GPU_STAGES else 1
 
-    def __init__(self, run: SelfImprovementRun, store: Store, log_dir: Path, parallel: int | None = None):
+
+class LocalExecutor:
+    """Runs a Launch as one process per shard (`shards_at_once` at a time) and observes the outcome."""
+
+    def __init__(self, run: SelfImprovementRun, store: Store, log_dir: Path):
         self.run, self.store, self.log_dir = run, store, log_dir
-        self.parallel = parallel or max(1, min(os.cpu_count() or 1, _gpu_count() or os.cpu_count() or 1))
+        self.gpus = _gpu_count()
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self, action: Launch, shard: int) -> list[str]:
@@ -111,12 +118,13 @@ class LocalExecutor:
         progress = StageProgress(f"round {ref.round} {ref.stage.value}", action.shards, started=time.monotonic())
         on_progress(progress)
         reports, failures = [], []
+        parallel = shards_at_once(ref.stage, self.gpus)
         pending = list(range(action.shards))
         running: list[tuple[int, subprocess.Popen, Path, Path]] = []
         with tempfile.TemporaryDirectory(prefix="tpt-reports-") as tmp:
             try:
                 while pending or running:
-                    while pending and len(running) < self.parallel:
+                    while pending and len(running) < parallel:
                         shard = pending.pop(0)
                         report_file = Path(tmp) / f"{shard}.json"
                         log = self.log_dir / f"{ref.slug}-shard{shard}.log"
@@ -158,7 +166,7 @@ class LocalExecutor:
             State.succeeded,
             report=merge_shard_reports(reports),
             seconds=seconds,
-            gpus=_gpu_count() if ref.stage in layout.GPU_STAGES else 0,
+            gpus=self.gpus if ref.stage in layout.GPU_STAGES else 0,
         )
 
 

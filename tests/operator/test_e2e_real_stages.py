@@ -40,7 +40,7 @@ def test_a_two_round_run_on_the_tiny_model_succeeds_with_per_round_metrics(
                 "generator": {"trainProblems": 200, "testProblems": 40, "seed": 7},
             },
             "rounds": 2,
-            # transformers' generate: vLLM's ~45 s start per think stage is covered by tests/e2e
+            # transformers' generate: vLLM (~15 s start per think stage) is covered by tests/e2e
             "think": {"samplesPerProblem": 2, "maxTokens": 96, "engine": "transformers"},
             "evaluation": {"samples": 2},
             "select": {"examplesPerRound": 100},
