@@ -95,7 +95,7 @@ class LocalExecutor:
 
     def __init__(self, run: SelfImprovementRun, store: Store, log_dir: Path):
         self.run, self.store, self.log_dir = run, store, log_dir
-        self.gpus = _gpu_count()
+        self.gpus = _visible_gpus()
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self, action: Launch, shard: int) -> list[str]:
@@ -118,7 +118,10 @@ class LocalExecutor:
         progress = StageProgress(f"round {ref.round} {ref.stage.value}", action.shards, started=time.monotonic())
         on_progress(progress)
         reports, failures = [], []
-        parallel = shards_at_once(ref.stage, self.gpus)
+        parallel = shards_at_once(ref.stage, len(self.gpus))
+        # Shards that run side by side on GPUs get one each (a single shard, e.g. train, sees them all).
+        pin = ref.stage in layout.GPU_STAGES and action.shards > 1 and parallel > 1
+        devices: dict[int, str] = {}
         pending = list(range(action.shards))
         running: list[tuple[int, subprocess.Popen, Path, Path]] = []
         with tempfile.TemporaryDirectory(prefix="tpt-reports-") as tmp:
@@ -129,6 +132,9 @@ class LocalExecutor:
                         report_file = Path(tmp) / f"{shard}.json"
                         log = self.log_dir / f"{ref.slug}-shard{shard}.log"
                         env = {**os.environ, "TPT_REPORT_FILE": str(report_file), "PYTHONUNBUFFERED": "1"}
+                        if pin:
+                            devices[shard] = next(g for g in self.gpus if g not in devices.values())
+                            env["CUDA_VISIBLE_DEVICES"] = devices[shard]
                         with open(log, "w") as f:
                             proc = subprocess.Popen(
                                 self.command(action, shard),
@@ -142,6 +148,7 @@ class LocalExecutor:
                     for item in [r for r in running if r[1].poll() is not None]:
                         running.remove(item)
                         shard, proc, report_file, log = item
+                        devices.pop(shard, None)
                         if proc.returncode == 0 and report_file.exists():
                             reports.append(json.loads(report_file.read_text()))
                         else:
@@ -166,7 +173,7 @@ class LocalExecutor:
             State.succeeded,
             report=merge_shard_reports(reports),
             seconds=seconds,
-            gpus=self.gpus if ref.stage in layout.GPU_STAGES else 0,
+            gpus=len(self.gpus) if ref.stage in layout.GPU_STAGES else 0,
         )
 
 
@@ -184,15 +191,16 @@ def _tail(log: Path, lines: int = 3) -> str:
     return " | ".join(text[-lines:])[-600:] if text else "(no output)"
 
 
-def _gpu_count() -> int:
+def _visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES names them."""
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return len([d for d in visible.split(",") if d.strip()])
+        return [d.strip() for d in visible.split(",") if d.strip()]
     try:
         out = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10)
-        return out.stdout.count("GPU ")
+        return [str(i) for i in range(out.stdout.count("GPU "))]
     except (OSError, subprocess.TimeoutExpired):
-        return 0
+        return []
 
 
 def run_to_end(run: SelfImprovementRun, display=None, log_dir: Path | None = None) -> RunStatus:
