@@ -77,8 +77,9 @@ class VLLMEngine:
                 kwargs["kv_cache_memory_bytes"] = DEFAULT_CPU_KV_CACHE_BYTES
             # The engine core and its one worker in this process, not two more: each process imports vLLM and
             # torch again (~11 s each on 2 cores), and the worker's CPU then sits idle while the engine core
-            # schedules. Measured on 2 cores: start 37 -> 15 s, sampling 2,700 -> 4,400 tokens/s
-            # (benchmarks/bench_think.py). On GPUs the separate processes overlap scheduling with the GPU's work.
+            # schedules. Measured on 2 cores: start 44 -> 17 s, sampling 2,500 -> 3,700 tokens/s
+            # (benchmarks/bench_think.py, docs/benchmarks.md). On GPUs the separate processes overlap scheduling
+            # with the GPU's work.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             kwargs["distributed_executor_backend"] = "uni"
         self.llm = LLM(

@@ -119,8 +119,8 @@ class LocalExecutor:
         on_progress(progress)
         reports, failures = [], []
         parallel = shards_at_once(ref.stage, len(self.gpus))
-        # Shards that run side by side on GPUs get one each (a single shard, e.g. train, sees them all).
-        pin = ref.stage in layout.GPU_STAGES and action.shards > 1 and parallel > 1
+        # Shards side by side (only ever on GPUs) get one GPU each; a single shard, e.g. train, sees them all.
+        pin = action.shards > 1 and parallel > 1
         devices: dict[int, str] = {}
         pending = list(range(action.shards))
         running: list[tuple[int, subprocess.Popen, Path, Path]] = []
