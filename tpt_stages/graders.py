@@ -2,10 +2,12 @@
 
 Two graders, always recorded side by side so that a run shows how much of a score is formatting:
 
-- `strict` is the paper's check ("answers exactly match the ground truth, including formatting"): the first
-  match of `#### (-?[\\d.,]+)`, compared to the gold string as written. The number must follow `#### `
-  directly, so `#### $1,600` has no answer, `#### 1,600` is wrong against `1600`, and `#### 12.` is wrong
-  against `12`.
+- `strict` is the paper's check ("answers exactly match the ground truth, including formatting"), as its
+  authors' evaluation code (soheilzi/TPT `evmath.py`) does it: the FIRST match of `####\\s*(-?[\\d.,]+)`,
+  stripped, compared to the gold string as the dataset writes it. `\\s*` takes no space, several spaces, a tab
+  or a newline after the marker; a marker followed by anything else (`$`, `**`, a word) is skipped by the
+  search, not read as an empty answer. So `####42` is read, `#### $1,600` has no answer, `#### 1,600` is wrong
+  against `1600`, and `#### 12.` is wrong against `12`.
 - `normalized` reads the answer after the LAST `####` (the model's final word), drops `$`, thousands commas
   and a sentence-ending `.`, and compares numbers exactly (fractions, so `12.0` == `12` and `0.5` == `1/2`).
 """
@@ -19,9 +21,8 @@ from tpt_stages.records import Grade, Verdict
 
 MARKER = "####"
 
-# The paper's pattern. `re.search` finds the first place where a marker is followed by a space and a number;
-# a marker followed by anything else (`$`, `**`, a word) is skipped, not treated as an empty answer.
-_STRICT = re.compile(r"#### (-?[\d.,]+)")
+# The paper's pattern, character for character (soheilzi/TPT evmath.py, `ANS_RE_GSM8k`).
+_STRICT = re.compile(r"####\s*(-?[\d.,]+)")
 
 # After the last marker: optional spaces or markdown bold, a sign on either side of `$`, then a number with
 # optional thousands commas, decimals, a trailing `.` (end of sentence) or a `/denominator`.
@@ -34,7 +35,8 @@ def strict(completion: str, gold: str) -> Grade:
     m = _STRICT.search(completion)
     if m is None:
         return Grade(verdict=Verdict.no_answer)
-    answer = m.group(1)
+    # The paper strips the capture; its character class holds no whitespace, so this is kept for fidelity.
+    answer = m.group(1).strip()
     return Grade(verdict=Verdict.correct if answer == gold else Verdict.wrong, answer=answer)
 
 
