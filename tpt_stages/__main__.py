@@ -17,7 +17,7 @@ from tpt_stages import layout
 from tpt_stages.layout import Stage
 from tpt_stages.sandbox.backends import SandboxUnavailable
 from tpt_stages.spec import SpecError
-from tpt_stages.stage import Context, StageError, load_run, open_run_store, run_stage
+from tpt_stages.stage import Context, InfrastructureError, StageError, load_run, open_run_store, run_stage
 from tpt_stages.storage import LocalStore
 
 
@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     except (SpecError, StageError, SandboxUnavailable) as e:  # the user must fix these: no retry helps
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except InfrastructureError as e:  # retried; the last line of the log is what the run's message shows
+        print(f"error: infrastructure failure: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -32,6 +32,11 @@ class StageError(RuntimeError):
     """A stage cannot proceed for a reason the user must fix (bad data, contamination, missing input)."""
 
 
+class InfrastructureError(RuntimeError):
+    """What a stage runs on failed (the code sandbox, a grader), not the model or the input: the stage commits
+    nothing and exits 1, so the planner retries it and, if it persists, fails the run naming the cause."""
+
+
 @dataclass
 class Context:
     run: SelfImprovementRun

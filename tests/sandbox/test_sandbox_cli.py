@@ -51,3 +51,18 @@ def test_check_lists_the_backends(capsys):
         "bwrap: works",
         "unsafe: works (only when asked for: no isolation)",
     ]
+
+
+def test_a_sandbox_that_runs_nothing_fails_run_and_check(tmp_path, capsys, monkeypatch):
+    """The probe (`/bin/true` under each backend) still passes, but no harness starts: `run` reports
+    infra_error with exit 1, and `check` calls the backends broken instead of "works"."""
+    from tpt_stages.sandbox import session
+
+    monkeypatch.setattr(session, "harness_command", lambda backend, limits: ["/bin/false"])
+    (tmp_path / "p.py").write_text("print('hello')\n")
+    assert main(["sandbox", "run", str(tmp_path / "p.py"), "--backend", "bwrap"]) == 1
+    assert json.loads(capsys.readouterr().out)["verdict"] == "infra_error"
+    assert main(["sandbox", "check"]) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split(":")[0] for line in lines] == ["runsc", "bwrap", "unsafe"]
+    assert lines[0].startswith("runsc: broken (auto): a test program got infra_error: no harness could start")

@@ -14,6 +14,7 @@ from tpt_stages.sandbox import backends as sandbox_backends
 from tpt_stages.sandbox.backends import SandboxUnavailable
 from tpt_stages.spec import Dataset, TaskKind
 from tpt_stages.spec import Task as TaskSpec
+from tpt_stages.stage import InfrastructureError
 from tpt_stages.stages import verify
 from tpt_stages.tasks import get_task
 
@@ -30,7 +31,7 @@ def code_task(backend: str):
                     sandbox_backend=backend)  # fmt: skip
 
 
-SEEN = "True ['tpt_stages'] ['__init__.py', 'sandbox']"
+SEEN = "True False ['tpt_stages'] ['__init__.py', 'sandbox']"
 
 
 def fenced(code: str) -> str:
@@ -41,9 +42,11 @@ def fenced(code: str) -> str:
 def test_grade_runs_programs_in_the_sandbox(backend):
     task = code_task(backend)
     # A program that reports whether it runs as root and what it sees of the host: in the sandbox it is an
-    # unprivileged uid and this checkout holds nothing but the sandbox's own source (no fixtures, no runs).
-    root = Path(tpt_stages.__file__).parent.parent
-    spy = f"import os\nprint(os.getuid() != 0, *(sorted(os.listdir(d)) for d in ({str(root)!r}, {str(root / 'tpt_stages')!r})))"
+    # unprivileged uid, this checkout is absent, and the view holds nothing of it but the sandbox's own source
+    # (no fixtures, no runs).
+    checkout, view = Path(tpt_stages.__file__).parent.parent, Path(sandbox_backends.VIEW_SOURCE_ROOT)
+    spy = (f"import os\nprint(os.getuid() != 0, os.path.exists({str(checkout)!r}), "
+           f"*(sorted(os.listdir(d)) for d in ({str(view)!r}, {str(view / 'tpt_stages')!r})))")  # fmt: skip
     pairs = [
         (ADD, fenced("a, b = map(int, input().split())\nprint(a + b)")),
         (ADD, fenced("print(3)")),
@@ -69,6 +72,27 @@ def test_verify_retries_infra_errors_and_records_the_rest(monkeypatch):
                     prompt_tokens=1, completion_tokens=1, model_uri="m", temperature=1.0, top_p=1.0, max_tokens=9, seed=0)  # fmt: skip
     (row,) = verify.grade(code_task("bwrap"), "tests", {"add": ADD}, [sample])
     assert row.verdict is Verdict.infra_error
+
+
+def test_a_shard_of_mostly_infra_errors_fails_naming_the_cause(monkeypatch):
+    """A sandbox that runs nothing fails verify as an infrastructure failure, not as wrong answers that
+    surface later as "no sample survived pruning"; a few infra errors among real verdicts are kept."""
+    samples = [
+        Sample(problem_id="add", split="train", sample_index=i, prompt_hash="h", completion=fenced(code),
+               prompt_tokens=1, completion_tokens=1, model_uri="m", temperature=1.0, top_p=1.0, max_tokens=9, seed=0)
+        for i, code in enumerate(["print(3)", "a, b = map(int, input().split())\nprint(a + b)", "print(4)"])
+    ]  # fmt: skip
+    rows = verify.grade(code_task("bwrap"), "tests", {"add": ADD}, samples)
+    assert [r.verdict for r in rows] == [Verdict.wrong, Verdict.correct, Verdict.wrong]
+    rows[0] = rows[0].model_copy(update={"verdict": Verdict.infra_error})
+    verify.check_infrastructure(rows, "tests")  # one of three: the shard commits
+
+    from tpt_stages.sandbox import session
+
+    monkeypatch.setattr(session, "harness_command", lambda backend, limits: ["/bin/false"])
+    rows = verify.grade(code_task("bwrap"), "tests", {"add": ADD}, samples)
+    with pytest.raises(InfrastructureError, match=r"3 of 3 samples got infra_error .*the harness died"):
+        verify.check_infrastructure(rows, "tests")
 
 
 def test_no_sandbox_is_an_error_not_a_bare_run(monkeypatch):

@@ -1,9 +1,11 @@
 """Sandbox backends: what wraps the harness process (the harness itself is the same in all of them).
 
 Every backend but `unsafe` starts the harness in a minimal file system view built by bubblewrap: the system
-directories (/usr, /etc and the /bin, /lib, /sbin links), the Python installation, the sandbox's own source,
-fresh /dev, /proc and a root-owned /tmp, and nothing else. Without it a program could read whatever the host
-leaves world-readable: the run's directory with the tests' expected outputs, checkouts, home directories.
+directories (/usr, /etc and the /bin, /lib, /sbin links), the Python installation, the sandbox's own source
+(at VIEW_SOURCE_ROOT, wherever the checkout or the installed package lives: under /tmp the fresh /tmp would
+hide it), fresh /dev, /proc and a root-owned /tmp, and nothing else. Without it a program could read whatever
+the host leaves world-readable: the run's directory with the tests' expected outputs, checkouts, home
+directories.
 
 - `runsc`: gVisor (`runsc do`) inside that view: the harness and its programs run on gVisor's user-space
   kernel with no network device but loopback, so a host kernel bug is out of a program's reach. Needs root
@@ -36,11 +38,10 @@ HARNESS_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 _PROBE_SECONDS = 60
 # Where `tpt_stages` lives, put on the harness's sys.path: `python -I` ignores PYTHONPATH and the cwd.
 SOURCE_ROOT = str(Path(__file__).resolve().parents[2])
+# Where the view shows it: a fixed path outside /tmp, which both bwrap and the harness cover with a tmpfs.
+VIEW_SOURCE_ROOT = "/opt/tpt-sandbox"
 # The interpreter without its venv: the harness is stdlib-only, and the venv's site-packages stay outside.
 PYTHON = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-_BOOTSTRAP = (
-    f"import sys; sys.path.insert(0, {SOURCE_ROOT!r}); from tpt_stages.sandbox.harness import main; sys.exit(main())"
-)
 # Top-level entries of / that the view keeps (read-only); everything else of the host is absent.
 _SYSTEM_DIRS = ("usr", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32")
 # The capabilities the harness needs inside bwrap (bwrap keeps all of root's by default): give each
@@ -57,7 +58,11 @@ def harness_command(backend: str, limits: dict) -> list[str]:
     """The argv that starts the harness under `backend` (runsc, bwrap or unsafe); `limits` as in Limits."""
     # -S: no site-packages, and none of the .pth hooks an installation may carry (this machine's import
     # certifi at every start: 35 ms); the harness is stdlib-only. -B: it writes no bytecode into the view.
-    harness = [PYTHON, "-I", "-S", "-B", "-c", _BOOTSTRAP, "--limits", json.dumps(limits)]
+    root = SOURCE_ROOT if backend == "unsafe" else VIEW_SOURCE_ROOT
+    bootstrap = (
+        f"import sys; sys.path.insert(0, {root!r}); from tpt_stages.sandbox.harness import main; sys.exit(main())"
+    )
+    harness = [PYTHON, "-I", "-S", "-B", "-c", bootstrap, "--limits", json.dumps(limits)]
     if backend == "runsc":
         # gVisor's overlay makes the whole view writable (in memory) for everyone: the harness covers /tmp
         # with a root-owned tmpfs before it makes the programs' directories there.
@@ -92,21 +97,35 @@ def _view(tmp_mb: int) -> list[str]:
             args += ["--symlink", os.readlink(path), path]
         elif os.path.isdir(path):
             args += ["--ro-bind", path, path]
-    if Path(sys.base_prefix).parts[1] not in _SYSTEM_DIRS:
-        args += _bind_traversable(sys.base_prefix)  # e.g. a pyenv build under /root
-    package = f"{SOURCE_ROOT}/tpt_stages"
-    args += [*_bind_traversable(f"{package}/__init__.py"), *_bind_traversable(f"{package}/sandbox")]
+    args += python_binds(sys.base_prefix)
+    for part in ("__init__.py", "sandbox"):
+        args += _bind_traversable(f"{SOURCE_ROOT}/tpt_stages/{part}", f"{VIEW_SOURCE_ROOT}/tpt_stages/{part}")
     args += ["--dev", "/dev", "--proc", "/proc", "--size", str(tmp_mb << 20), "--tmpfs", "/tmp"]
     return args
 
 
-def _bind_traversable(path: str) -> list[str]:
-    """A read-only bind of `path`, whose parent directories bwrap creates with mode 0755 instead of copying
-    the host's (a program's uid must be able to reach Python's standard library under a 0700 /root)."""
+def python_binds(prefix: str) -> list[str]:
+    """bwrap's arguments that show the Python installation at `prefix` (sys.base_prefix) in the view, at its
+    own path: an installation may find its libraries by absolute path (a shared libpython's rpath), so it
+    cannot move. Raises SandboxUnavailable for one under /tmp, which the view's fresh /tmp hides."""
+    path = Path(prefix).resolve()
+    if path.parts[1] in _SYSTEM_DIRS:
+        return []
+    if path.parts[1] == "tmp":
+        raise SandboxUnavailable(
+            f"the sandbox cannot run the Python installed at {path}: the sandbox's fresh /tmp hides it; "
+            "use a Python installed elsewhere (a virtual environment under /tmp is fine)"
+        )
+    return _bind_traversable(str(path), str(path))  # e.g. a pyenv build under /root
+
+
+def _bind_traversable(source: str, dest: str) -> list[str]:
+    """A read-only bind of `source` at `dest`, whose parent directories bwrap creates with mode 0755 instead
+    of copying the host's (a program's uid must be able to reach Python's standard library under a 0700 /root)."""
     args: list[str] = []
-    for parent in reversed(Path(path).parents[:-1]):
+    for parent in reversed(Path(dest).parents[:-1]):
         args += ["--perms", "0755", "--dir", str(parent)]
-    return [*args, "--ro-bind", path, path]
+    return [*args, "--ro-bind", source, dest]
 
 
 @functools.cache

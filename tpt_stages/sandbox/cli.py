@@ -3,10 +3,14 @@
     tpt sandbox run solution.py --tests tests.json          # a JSON list or JSONL of {"input", "output"}
     tpt sandbox run solution.py --stdin in.txt --expected out.txt --backend bwrap --timeout 2
     {"verdict": "correct", "backend": "runsc", "seconds": 0.04, "tests_passed": 1, "tests_total": 1, ...}
-    tpt sandbox check                                       # the backends that work here, strongest first
+    tpt sandbox check                                       # which backends run a program here
 
 Without tests the program runs once on empty input, and any output is accepted as long as it exits cleanly
-(verdict `correct` then only means "ran"): useful to see what a program does under the limits.
+(verdict `correct` then only means "ran"): useful to see what a program does under the limits. `run` exits 1
+when the verdict is `infra_error` (the sandbox failed, not the program), 2 on a usage error.
+
+`check` runs a small program on a test under every backend, through the same path the verify stage takes
+(`run_batch`), so "works" means a program really ran; it exits 1 when the backend `auto` picks cannot run it.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument("--timeout", type=float, default=4.0, help="seconds per test (default: 4)")
     r.add_argument("--memory-mb", type=int, default=512, help="address-space limit per test (default: 512)")
     r.set_defaults(func=cmd_run)
-    c = sub.add_parser("check", help="list the sandbox backends that work on this machine")
+    c = sub.add_parser("check", help="run a test program under every sandbox backend and say which work here")
     c.set_defaults(func=cmd_check)
 
 
@@ -67,23 +71,39 @@ def cmd_run(args: argparse.Namespace) -> int:
         "stdout_tail": result.stdout_tail,
     }
     print(json.dumps(line))
-    return 0
+    return 1 if verdict == "infra_error" else 0
+
+
+# What `check` runs: a program that reads its input, on one test, as the verify stage runs a sample.
+_CHECK_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
+_CHECK_TEST = TestCase(input="20 22\n", output="42\n")
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from tpt_stages.sandbox import available_backends
-    from tpt_stages.sandbox.backends import AUTO_ORDER
+    from tpt_stages.sandbox import Limits, ProgramJob, run_batch
+    from tpt_stages.sandbox.backends import resolve
 
-    available = available_backends()
-    auto = next((b for b in AUTO_ORDER if b in available), None)
+    try:
+        auto = resolve("auto")
+    except SandboxUnavailable as e:
+        auto, why_no_auto = None, str(e)
+    auto_works = False
     for backend in BACKENDS:
-        state = "works" if backend in available else "unavailable"
         note = " (auto)" if backend == auto else " (only when asked for: no isolation)" if backend == "unsafe" else ""
-        print(f"{backend}: {state}{note}")
+        try:
+            (result,), _ = run_batch([ProgramJob(_CHECK_PROGRAM, [_CHECK_TEST])], Limits(), backend)
+        except SandboxUnavailable as e:
+            print(f"{backend}: unavailable{note}: {e}")
+            continue
+        if result.verdict.value == "correct":
+            print(f"{backend}: works{note}")
+            auto_works = auto_works or backend == auto
+        else:
+            detail = " ".join((result.detail or "").split())  # one line, however many the harness's stderr had
+            print(f"{backend}: broken{note}: a test program got {result.verdict.value}: {detail}")
     if auto is None:
-        print("auto: no sandbox: install runsc and bubblewrap (apt-get install runsc bubblewrap) and run as root")
-        return 1
-    return 0
+        print(f"auto: {why_no_auto}")
+    return 0 if auto_works else 1
 
 
 def _tests(args: argparse.Namespace) -> tuple[list[TestCase], bool]:

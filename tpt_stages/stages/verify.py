@@ -1,7 +1,9 @@
 """verify: a verdict for every sample of this shard, from the task's graders.
 
 Math is graded in process; code runs in the sandbox (one sandbox per shard). An `infra_error` (the grader or
-sandbox failed, not the model) is retried, and never counted as a wrong answer.
+sandbox failed, not the model) is retried, and never counted as a wrong answer. When most samples still end in
+`infra_error`, the shard fails as an infrastructure failure naming the commonest cause instead of committing:
+otherwise a broken sandbox would surface rounds later as "no sample survived pruning".
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from collections import Counter
 from tpt_stages import layout, manifest
 from tpt_stages.manifest import StageOutput
 from tpt_stages.records import Sample, Verdict, Verified
-from tpt_stages.stage import Context, StageError
+from tpt_stages.stage import Context, InfrastructureError, StageError
 
 INFRA_RETRIES = 2
 
@@ -32,6 +34,18 @@ def grade(task, primary: str, problems: dict, samples: list[Sample]) -> list[Ver
     return verified  # type: ignore[return-value]
 
 
+def check_infrastructure(rows: list[Verified], primary: str) -> None:
+    """Raise InfrastructureError when most of `rows` are infra errors, naming their commonest cause."""
+    causes = Counter(r.grades[primary].detail or "no detail" for r in rows if r.verdict is Verdict.infra_error)
+    failed = sum(causes.values())
+    if failed * 2 > len(rows):
+        cause, count = causes.most_common(1)[0]
+        raise InfrastructureError(
+            f"{failed} of {len(rows)} samples got infra_error after {INFRA_RETRIES} retries (the grader or the "
+            f"sandbox failed, not the model); the commonest cause ({count}x): {' '.join(cause.split())[:400]}"
+        )
+
+
 def run(ctx: Context, out: StageOutput) -> dict:
     think_dir = layout.stage_dir(ctx.round, layout.Stage.think, ctx.shard)
     think = manifest.read(ctx.store, think_dir)
@@ -49,6 +63,7 @@ def run(ctx: Context, out: StageOutput) -> dict:
     if ctx.scrub_inputs:
         scrub(ctx)
     graded = [(path, grade(ctx.task, primary, problems, samples)) for path, samples, problems in inputs]
+    check_infrastructure([r for _, rows in graded for r in rows], primary)
     verdicts: Counter = Counter()
     for path, rows in graded:
         out.write_jsonl(path, rows)
