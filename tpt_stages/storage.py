@@ -70,6 +70,14 @@ class Store(ABC):
         return Path(local)
 
 
+@cache
+def _umask() -> int:
+    """The process's umask (reading it means setting it: once, and at once back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 class LocalStore(Store):
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
@@ -91,6 +99,8 @@ class LocalStore(Store):
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+        # mkstemp makes the file 0600: give it the mode every other file of the run gets (0644 under umask 022).
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)

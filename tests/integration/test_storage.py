@@ -77,6 +77,18 @@ def test_a_stage_commits_with_its_manifest_last_and_a_rerun_clears_leftovers(sto
     assert got.files[0].sha256 and got.versions["python"]
 
 
+def test_local_files_get_the_usual_mode(tmp_path):
+    """report.md, spec.yaml and status.json were 0600 (mkstemp's) while the rest of a run was 0644."""
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    store = LocalStore(tmp_path / "run")
+    store.write_text("status.json", "{}")
+    store.write_bytes("report.png", b"png")
+    store.upload_file(plain, "model/config.json")
+    modes = {key: oct((store.root / key).stat().st_mode & 0o777) for key in store.list()}
+    assert modes == dict.fromkeys(["model/config.json", "report.png", "status.json"], oct(plain.stat().st_mode & 0o777))
+
+
 def test_local_keys_cannot_escape_the_root(tmp_path):
     with pytest.raises(StorageError):
         LocalStore(tmp_path).write_text("../outside", "x")
