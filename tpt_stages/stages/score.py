@@ -3,11 +3,9 @@ its train samples, from every verify shard."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from tpt_stages import layout, manifest
 from tpt_stages.manifest import StageOutput
-from tpt_stages.metrics import summarize
+from tpt_stages.metrics import disagreements, grader_metrics
 from tpt_stages.records import Verdict, Verified
 from tpt_stages.selection import select
 from tpt_stages.stage import Context, StageError
@@ -22,25 +20,6 @@ def read_verified(ctx: Context, split: str) -> list[Verified]:
         if ctx.store.exists(f"{d}/{split}.jsonl"):
             rows += manifest.read_jsonl(ctx.store, f"{d}/{split}.jsonl", Verified)
     return rows
-
-
-def test_metrics(rows: list[Verified], graders: tuple[str, ...], k: int) -> dict[str, dict[str, float]]:
-    out = {}
-    for g in graders:
-        outcomes: dict[str, list[tuple[int, bool]]] = defaultdict(list)
-        for r in rows:
-            # Samples the grader could not judge are left out, not counted as wrong.
-            if r.grades[g].verdict is not Verdict.infra_error:
-                outcomes[r.problem_id].append((r.sample_index, r.grades[g].verdict is Verdict.correct))
-        ordered = {pid: [ok for _, ok in sorted(v)] for pid, v in outcomes.items()}
-        out[g] = {key: round(value, 5) for key, value in summarize(ordered, k).items()}
-    return out
-
-
-def disagreements(rows: list[Verified], graders: tuple[str, ...]) -> int:
-    if len(graders) < 2:
-        return 0
-    return sum(1 for r in rows if len({r.grades[g].verdict for g in graders}) > 1)
 
 
 def funnel(ctx: Context, rows: list[Verified]) -> dict[str, int]:
@@ -64,7 +43,7 @@ def run(ctx: Context, out: StageOutput) -> dict:
         "primary": ctx.spec.task.primary_grader,
         "k": ctx.spec.evaluation.samples,
         "test_problems": len({r.problem_id for r in test}),
-        "graders": test_metrics(test, graders, ctx.spec.evaluation.samples),
+        "graders": grader_metrics(test, graders, ctx.spec.evaluation.samples),
         "disagreements": disagreements(test + train, graders),
         "infra_errors": sum(r.verdict is Verdict.infra_error for r in test + train),
     }

@@ -12,26 +12,35 @@ from collections import Counter
 
 from tpt_stages import layout, manifest
 from tpt_stages.manifest import StageOutput
-from tpt_stages.records import Sample, Verdict, Verified
+from tpt_stages.records import Grade, Problem, Sample, Verdict, Verified
 from tpt_stages.stage import Context, InfrastructureError, StageError
 
 INFRA_RETRIES = 2
 
 
 def grade(task, primary: str, problems: dict, samples: list[Sample]) -> list[Verified]:
-    verified: list[Verified | None] = [None] * len(samples)
-    todo = list(range(len(samples)))
+    pairs = [(problems[s.problem_id], s.completion) for s in samples]
+    return [
+        Verified(**s.model_dump(), verdict=g[primary].verdict, grades=g)
+        for s, g in zip(samples, grade_pairs(task, primary, pairs), strict=True)
+    ]
+
+
+def grade_pairs(task, primary: str, pairs: list[tuple[Problem, str]]) -> list[dict[str, Grade]]:
+    """Every grader's grade of every (problem, completion) pair; pairs whose `primary` verdict is an
+    infra error are graded again, up to INFRA_RETRIES times."""
+    grades: list[dict[str, Grade]] = [{}] * len(pairs)
+    todo = list(range(len(pairs)))
     for _ in range(1 + INFRA_RETRIES):
-        grades = task.grade([(problems[samples[i].problem_id], samples[i].completion) for i in todo])
         retry = []
-        for i, g in zip(todo, grades, strict=True):
-            verified[i] = Verified(**samples[i].model_dump(), verdict=g[primary].verdict, grades=g)
+        for i, g in zip(todo, task.grade([pairs[i] for i in todo]), strict=True):
+            grades[i] = g
             if g[primary].verdict is Verdict.infra_error:
                 retry.append(i)
         todo = retry
         if not todo:
             break
-    return verified  # type: ignore[return-value]
+    return grades
 
 
 def check_infrastructure(rows: list[Verified], primary: str) -> None:
