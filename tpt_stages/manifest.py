@@ -48,6 +48,10 @@ class Manifest(BaseModel):
     # The stage's small summary (metrics, counts, throughput): the same JSON the stage reports to the
     # runner or the operator, kept here so that a committed stage can report again without recomputing.
     report: dict[str, Any] = Field(default_factory=dict)
+    # What the output was computed from (reuse.fingerprint), and the committed stage it was copied from when
+    # another run had already computed it (reuse.copy_committed).
+    fingerprint: str | None = None
+    reused_from: str | None = None
 
     @property
     def rows(self) -> int:
@@ -84,6 +88,8 @@ class StageOutput:
         self.stage, self.round, self.shard, self.num_shards = stage, round, shard, num_shards
         self.files: list[FileEntry] = []
         self.seeds: dict[str, int] = {}
+        self.fingerprint: str | None = None
+        self.reused_from: str | None = None
         self.started_at, self._t0 = _now(), time.monotonic()
         # Leftovers of a crashed attempt must not survive into this one.
         store.delete_prefix(stage_dir)
@@ -104,7 +110,7 @@ class StageOutput:
         for path in sorted(p for p in Path(local).rglob("*") if p.is_file()):
             name = path.relative_to(local).as_posix()
             self.store.upload_file(path, f"{self.dir}/{name}")
-            self.files.append(FileEntry(path=name, size=path.stat().st_size, sha256=_sha256_file(path)))
+            self.files.append(FileEntry(path=name, size=path.stat().st_size, sha256=sha256_file(path)))
 
     def commit(self, report: dict[str, Any]) -> Manifest:
         manifest = Manifest(
@@ -119,12 +125,14 @@ class StageOutput:
             versions=versions(),
             seeds=self.seeds,
             report=report,
+            fingerprint=self.fingerprint,
+            reused_from=self.reused_from,
         )
         self.store.write_bytes(f"{self.dir}/{layout.MANIFEST}", manifest.model_dump_json(indent=2).encode())
         return manifest
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -86,7 +86,8 @@ def stage_dir(ctx: Context, stage: layout.Stage) -> str:
 
 
 def run_stage(stage: layout.Stage, fn: StageFn, ctx: Context, *, commit: bool = True) -> dict[str, Any]:
-    """Run `fn` unless its output is already committed; commit; report. Returns the report."""
+    """Run `fn` unless its output is already committed, here or, for the same inputs, by another run
+    (`reuse`); commit; report. Returns the report."""
     directory = stage_dir(ctx, stage)
     done = manifest.read(ctx.store, directory)
     if done is not None:
@@ -104,8 +105,14 @@ def run_stage(stage: layout.Stage, fn: StageFn, ctx: Context, *, commit: bool = 
             shard=shard,
             num_shards=ctx.num_shards if shard is not None else None,
         )
-        report = fn(ctx, out)
+        from tpt_stages import reuse
+
+        key = out.fingerprint = reuse.fingerprint(ctx, stage)
+        copied = reuse.copy_committed(ctx, stage, key, out) if key else None
+        report = copied if copied is not None else fn(ctx, out)
         report["seconds"] = out.commit(report).seconds
+        if key and copied is None:
+            reuse.publish(ctx, stage, key, directory)
     emit_report(report)
     return report
 
