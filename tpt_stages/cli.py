@@ -8,20 +8,53 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from tpt_stages import layout, report
+from tpt_stages.planner import Observation, StageRef, State
 from tpt_stages.runner import StageProgress, load_status, run_to_end
 from tpt_stages.sandbox.backends import SandboxUnavailable
 from tpt_stages.spec import Phase, SelfImprovementRun, SpecError, load_all, loads_all
 from tpt_stages.status import RunStatus
-from tpt_stages.storage import open_store
+from tpt_stages.storage import open_store, split_uri
 
 console = Console(stderr=True)
 
 
+def say(text: str) -> None:
+    """One line that is never wrapped: a log or a pipe keeps URIs and paths whole."""
+    console.print(text, soft_wrap=True)
+
+
+def stage_line(ref: StageRef, obs: Observation) -> str:
+    """One line for a finished stage: round, stage, seconds and what it counted."""
+    attempt = f" (attempt {ref.attempt + 1})" if ref.attempt else ""
+    head = f"round {ref.round} {ref.stage.value}{attempt}"
+    if obs.state is not State.succeeded:
+        return f"{head}: [red]failed[/] after {obs.seconds:.0f} s: {escape(f'{obs.reason}: {obs.message}')}"
+    r = obs.report
+    counts = {
+        layout.Stage.prepare: lambda: f"{r['train_problems']:,} train and {r['test_problems']:,} test problems",
+        layout.Stage.think: lambda: f"{r['samples']:,} samples, {r['tokens']:,} tokens",
+        layout.Stage.verify: lambda: ", ".join(f"{v} {n:,}" for v, n in r["verdicts"].items()),
+        layout.Stage.score: lambda: (
+            f"Pass@1 {100 * r['graders'][r['primary']]['pass1']:.1f}%, "
+            f"Pass@{r['k']} {100 * r['graders'][r['primary']]['passk']:.1f}%"
+        ),
+        layout.Stage.select: lambda: f"{r['selected']:,} examples selected",
+        layout.Stage.train: lambda: f"{r.get('examples', 0):,} examples, loss {r.get('train_loss', float('nan')):.3f}",
+    }
+    try:
+        what = counts[ref.stage]()
+    except (KeyError, TypeError):  # a report from an older version: the line still says it finished
+        what = "done"
+    cached = " (committed before)" if r.get("cached") else ""
+    return f"{head}: {obs.seconds:.0f} s{cached}, {what}"
+
+
 class Display:
-    """A live view of the current stage and the per-round table."""
+    """A terminal's view: a line per finished stage, above a live per-round table and the running stage."""
 
     def __init__(self) -> None:
         # get_renderable: redrawn on every refresh, so the elapsed time of the running stage ticks.
@@ -57,11 +90,42 @@ class Display:
         self.stage = p
         self.live.refresh()
 
+    def finished(self, ref: StageRef, obs: Observation) -> None:
+        say(stage_line(ref, obs))  # Live prints it above the table
 
-def rounds_table(run: SelfImprovementRun, status: RunStatus) -> Table:
+
+class StageLog:
+    """Output that is not a terminal (a log, CI, `| tee`): nothing redraws; a line per stage as it finishes
+    and the per-round table once at the end."""
+
+    def __init__(self) -> None:
+        self.run: SelfImprovementRun | None = None
+        self.state: RunStatus | None = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.run is not None and self.state is not None:
+            console.print(rounds_table(self.run, self.state, with_message=False))
+
+    def status(self, run: SelfImprovementRun, status: RunStatus) -> None:
+        self.run, self.state = run, status
+
+    def progress(self, p: StageProgress) -> None:
+        pass
+
+    def finished(self, ref: StageRef, obs: Observation) -> None:
+        say(stage_line(ref, obs))
+
+
+def rounds_table(run: SelfImprovementRun, status: RunStatus, *, with_message: bool = True) -> Table:
+    """The per-round table; its title carries the status message unless `with_message` is False (a long
+    message, paths included, would wrap at the table's width: it is printed on a line of its own then)."""
     k = next((rs.k for rs in status.rounds if rs.k), run.spec.evaluation.samples)
     color = {"Succeeded": "green", "Failed": "red", "Suspended": "yellow"}.get(status.phase.value, "cyan")
-    t = Table(title=f"{run.name} — [{color}]{status.phase.value}[/] {status.message}", title_justify="left")
+    message = f" {escape(status.message)}" if with_message else ""
+    t = Table(title=f"{run.name} — [{color}]{status.phase.value}[/]{message}", title_justify="left")
     for h in report.HEADER:
         t.add_column(h.replace("@k", f"@{k}"), justify="right")
     for row in report.table(status):
@@ -84,19 +148,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         ]
     results = []
     for run in runs:
-        console.print(f"[bold]{run.name}[/]: artifacts in {run.run_uri()}")
-        with Display() as display:
+        say(f"[bold]{run.name}[/]: artifacts in {escape(run.run_uri())}")
+        with Display() if console.is_terminal else StageLog() as display:
             status = run_to_end(run, display)
         results.append((run, status))
         if status.phase is Phase.failed:
-            console.print(f"[red]run {run.name} failed:[/] {status.message}")
-        console.print(f"report: {run.run_uri()}/{layout.REPORT_MD}")
+            say(f"[red]run {run.name} failed:[/] {escape(status.message)}")
+        say(f"report: {escape(run.run_uri())}/{layout.REPORT_MD}")
     if len(results) > 1:
         store = open_store(runs[0].spec.storage.uri, endpoint=runs[0].spec.storage.endpoint)
         stem = Path(args.file).stem
         store.write_text(f"{stem}-report.md", report.markdown(results))
         store.write_bytes(f"{stem}-report.png", report.plot(results))
-        console.print(f"comparison: {store.uri}/{stem}-report.md and {stem}-report.png")
+        say(escape(f"comparison: {store.uri}/{stem}-report.md and {stem}-report.png"))
     return 0 if all(s.phase is Phase.succeeded for _, s in results) else 1
 
 
@@ -124,16 +188,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     runs = [_open_run(u) for u in args.run_uris]
     md, png = report.markdown(runs), report.plot(runs)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / layout.REPORT_MD).write_text(md)
-        (out / layout.REPORT_PNG).write_bytes(png)
-        console.print(f"wrote {out / layout.REPORT_MD} and {out / layout.REPORT_PNG}")
+        store, md_key, png_key = open_store(args.out), layout.REPORT_MD, layout.REPORT_PNG
+    elif len(runs) == 1:
+        store, md_key, png_key = open_store(args.run_uris[0]), layout.REPORT_MD, layout.REPORT_PNG
     else:
-        store = open_store(args.run_uris[0])
-        store.write_text(layout.REPORT_MD, md)
-        store.write_bytes(layout.REPORT_PNG, png)
+        # A comparison is no run's own report: it goes beside the first run, named for the runs it compares.
+        stem = "-vs-".join(run.name for run, _ in runs)
+        store = open_store(split_uri(args.run_uris[0])[0] or ".")
+        md_key, png_key = f"{stem}-report.md", f"{stem}-report.png"
+    store.write_text(md_key, md)
+    store.write_bytes(png_key, png)
     print(md)
+    say(escape(f"wrote {store.uri}/{md_key} and {store.uri}/{png_key}"))
     return 0
 
 
@@ -142,20 +208,20 @@ def cmd_delete(args: argparse.Namespace) -> int:
     store = open_store(args.run_uri)
     keys = store.list()
     if not keys:
-        console.print(f"nothing to delete at {store.uri}")
+        say(escape(f"nothing to delete at {store.uri}"))
         return 0
     if layout.SPEC not in keys:
         raise SpecError(
             f"{store.uri} is not a run's directory (no {layout.SPEC}): refusing to delete {len(keys)} objects"
         )
     if not args.yes:
-        console.print(f"would delete {len(keys)} objects under {store.uri}: pass --yes to delete them")
+        say(escape(f"would delete {len(keys)} objects under {store.uri}: pass --yes to delete them"))
         return 1
     # spec.yaml last: until it is gone, an interrupted delete can be run again. One prefix per top-level
     # entry (problems/, round-NN/, ...): a listing and batched deletes each, not a request per object.
     tops = sorted({k.split("/", 1)[0] for k in keys} - {layout.SPEC})
     deleted = sum(store.delete_prefix(t) for t in tops) + store.delete_prefix(layout.SPEC)
-    console.print(f"deleted {deleted} objects under {store.uri}")
+    say(escape(f"deleted {deleted} objects under {store.uri}"))
     return 0
 
 
@@ -175,7 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_status)
     p = sub.add_parser("report", help="render report.md and report.png again (several runs: one comparison)")
     p.add_argument("run_uris", nargs="+")
-    p.add_argument("--out", help="directory for the report (default: the first run's directory)")
+    p.add_argument(
+        "--out",
+        help="directory for report.md and report.png (default: the run's own directory; several runs: "
+        "NAME-vs-NAME-report.md and .png beside the first run)",
+    )
     p.set_defaults(func=cmd_report)
     p = sub.add_parser("delete", help="delete a run's artifacts (what storage.deleteOnRunDeletion does in a cluster)")
     p.add_argument("run_uri", help="the run's directory, e.g. file://./tpt-runs/quickstart")
@@ -192,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except (SpecError, SandboxUnavailable) as e:
-        console.print(f"[red]error:[/] {e}")
+        say(f"[red]error:[/] {escape(str(e))}")
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]: run `tpt run` again to resume where it stopped")

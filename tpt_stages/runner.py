@@ -223,6 +223,8 @@ def run_to_end(run: SelfImprovementRun, display=None, log_dir: Path | None = Non
         if any(isinstance(a, Cancel) for a in decision.actions) or not launches:
             break
         obs = executor.execute(launches[0], on_progress)
+        if display:
+            display.finished(launches[0].ref, obs)
     if status.phase in (Phase.succeeded, Phase.failed):
         from tpt_stages.report import write_report
 

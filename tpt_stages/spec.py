@@ -356,7 +356,11 @@ def loads_all(text: str) -> list[SelfImprovementRun]:
 
 
 def load_all(path: str | Path) -> list[SelfImprovementRun]:
-    return loads_all(Path(path).read_text())
+    try:
+        text = Path(path).read_text()
+    except OSError as e:  # a missing or unreadable run file is the user's to fix: one line, no traceback
+        raise SpecError(f"cannot read {path}: {e.strerror or e}") from None
+    return loads_all(text)
 
 
 def dumps(run: SelfImprovementRun) -> str:
