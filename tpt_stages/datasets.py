@@ -17,6 +17,9 @@ Row shapes, detected per row:
 Fields a shape does not use are ignored. An `id` (`name` for CodeContests, `task_id` for HumanEval) is kept;
 rows without one get `<kind>-<hash of the question>`, stable across runs.
 
+`Dataset.subset` narrows a source to the problems the paper evaluates on (see subsets.py): picked by index
+before any row is parsed (the indices are the source's), or filtered after.
+
 A malformed row stops the load with a `DatasetError` naming the source, the row and the field (`load` with
 `skip_malformed=True` leaves such rows out instead and reports each one).
 """
@@ -38,7 +41,7 @@ from pydantic import ValidationError
 
 from tpt_stages.graders import extract_gold, gold_value
 from tpt_stages.records import Problem, TestCase
-from tpt_stages.spec import Dataset, TaskKind
+from tpt_stages.spec import Dataset, Subset, TaskKind
 from tpt_stages.tasks.code import HARNESS_KEY, function_harness
 
 # deepmind/code_contests `solutions.language`: 1 is Python 2, 3 is Python 3.
@@ -59,6 +62,8 @@ class Loaded:
     problems: list[Problem]
     #: one message per malformed row that was left out (only with `skip_malformed`)
     skipped: list[str] = field(default_factory=list)
+    #: with `Dataset.subset`: the source's rows (paperGsm8kTest500) or problems (withoutImages) before it
+    subset_of: int | None = None
 
 
 def load_problems(ds: Dataset, kind: TaskKind, *, split_hint: str) -> list[Problem]:
@@ -73,7 +78,15 @@ def load(ds: Dataset, kind: TaskKind, *, split_hint: str, skip_malformed: bool =
     problems: list[Problem] = []
     skipped: list[str] = []
     first_seen: dict[str, str] = {}  # id -> where it was first seen
-    for where, raw in _rows(ds, kind, split_hint):
+    rows: Iterable[_Raw] = _rows(ds, kind, split_hint)
+    subset_of = None
+    if ds.subset is Subset.paper_gsm8k_test500:
+        from tpt_stages import subsets
+
+        rows = list(rows)
+        subset_of = len(rows)
+        rows = subsets.pick_by_index(rows, subsets.paper_gsm8k_test500(), ds.subset.value)
+    for where, raw in rows:
         try:
             problem = _to_problem(_decode(raw), kind)
             if not problem.id:
@@ -88,10 +101,15 @@ def load(ds: Dataset, kind: TaskKind, *, split_hint: str, skip_malformed: bool =
             continue
         first_seen[problem.id] = where
         problems.append(problem)
+    if ds.subset is Subset.without_images:
+        from tpt_stages import subsets
+
+        subset_of = len(problems)
+        problems = subsets.without_images(problems)
     if ds.limit is not None and len(problems) > ds.limit:
         keep = sorted(random.Random(_LIMIT_SEED).sample(range(len(problems)), ds.limit))
         problems = [problems[i] for i in keep]
-    return Loaded(problems, skipped)
+    return Loaded(problems, skipped, subset_of)
 
 
 def hf_rows(dataset: Iterable[dict[str, Any]], label: str) -> Iterator[_Raw]:

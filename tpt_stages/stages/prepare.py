@@ -31,23 +31,29 @@ def check_overlap(train: list[Problem], test: list[Problem]) -> None:
         raise StageError("problem ids are not unique across the train and test sets")
 
 
-def load(ctx: Context) -> tuple[list[Problem], list[Problem]]:
+def load(ctx: Context) -> tuple[list[Problem], list[Problem], dict]:
+    """Train and test problems, and for each split with a `subset`: its name and how many problems it kept
+    of how many."""
     task = ctx.spec.task
     if task.generated:
         from tpt_stages.tasks.arith import generate
 
         programs = task.kind is TaskKind.code
-        return generate(task.arith, "train", programs=programs), generate(task.arith, "test", programs=programs)
-    from tpt_stages.datasets import load_problems
+        train, test = generate(task.arith, "train", programs=programs), generate(task.arith, "test", programs=programs)
+        return train, test, {}
+    from tpt_stages.datasets import load as load_dataset
 
-    return (
-        load_problems(task.train, task.kind, split_hint="train"),
-        load_problems(task.test, task.kind, split_hint="test"),
-    )
+    loaded, subsets = {}, {}
+    for split, ds in (("train", task.train), ("test", task.test)):
+        loaded[split] = load_dataset(ds, task.kind, split_hint=split)
+        if ds.subset is not None:
+            kept = len(loaded[split].problems)
+            subsets[split] = {"subset": ds.subset.value, "kept": kept, "of": loaded[split].subset_of}
+    return loaded["train"].problems, loaded["test"].problems, subsets
 
 
 def run(ctx: Context, out: StageOutput) -> dict:
-    train, test = load(ctx)
+    train, test, subsets = load(ctx)
     limit = ctx.spec.evaluation.max_problems
     if len(test) > limit:
         # The paper evaluates GSM8K on a 500-problem subset; seeded so every round sees the same one.
@@ -60,5 +66,6 @@ def run(ctx: Context, out: StageOutput) -> dict:
     return {
         "train_problems": len(train),
         "test_problems": len(test),
+        **({"subsets": subsets} if subsets else {}),
         "artifacts": {"problems": ctx.uri(layout.stage_dir(0, layout.Stage.prepare))},
     }
