@@ -69,6 +69,7 @@ class Pretraining:
     eval_problems: int = 256
     eval_temperature: float = 0.7
     eval_max_tokens: int = 64
+    log_every: int = 50  # steps between loss lines (an evaluated step always has one)
 
 
 def default_task(kind: TaskKind = TaskKind.arith) -> TaskSpec:
@@ -181,9 +182,9 @@ def _pretrain(
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        if step % 50 == 0:
-            log(f"step {step}: loss {loss.item():.3f}")
         due = step >= cfg.eval_start and (step - cfg.eval_start) % cfg.eval_every == 0
+        if step % cfg.log_every == 0 and not (cfg.target_pass1 is not None and due):  # evaluated: a line below
+            log(f"step {step}: loss {loss.item():.3f}")
         if cfg.target_pass1 is not None and due:
             p1 = quick_pass1(
                 model,
