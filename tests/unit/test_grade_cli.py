@@ -2,6 +2,7 @@ import argparse
 import io
 import json
 import time
+from pathlib import Path
 
 import pytest
 
@@ -156,3 +157,14 @@ def test_samples_errors_name_the_line_and_exit_2(tmp_path, capsys):
     assert "--samples takes the gold answers or tests from its rows" in capsys.readouterr().err
     assert tpt_grade("--task", "math", "--samples", str(tmp_path / "missing.jsonl")) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+
+
+def test_the_readme_example_prints_what_the_readme_shows(capsys, monkeypatch):
+    root = Path(__file__).resolve().parents[2]
+    command = "$ tpt grade --task math --samples examples/samples-math.jsonl\n"
+    readme = (root / "README.md").read_text()
+    shown = readme[readme.index(command) + len(command) :].split("```", 1)[0]
+    monkeypatch.chdir(root)
+    monkeypatch.delenv("FORCE_COLOR", raising=False)  # the README shows plain text
+    assert tpt_grade("--task", "math", "--samples", "examples/samples-math.jsonl") == 0
+    assert capsys.readouterr().out == shown
