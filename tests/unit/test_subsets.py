@@ -115,3 +115,25 @@ def test_a_subset_for_another_task_kind_is_a_spec_error(kind, subset):
     }  # fmt: skip
     with pytest.raises(SpecError, match=f"task.test.subset '{subset}' is for"):
         parse(doc)
+
+
+def test_prepare_reports_what_each_subset_kept(tmp_path, lookalike_index, monkeypatch):
+    from tpt_stages import layout
+    from tpt_stages.stage import Context, run_stage
+    from tpt_stages.stages import prepare
+    from tpt_stages.storage import open_store
+
+    monkeypatch.setenv("TPT_REPORT_FILE", str(tmp_path / "report.json"))
+    train = [{"question": f"Bo has {i} pens and loses one. How many are left?", "answer": f"x\n#### {i - 1}"}
+             for i in range(2, 6)]  # fmt: skip
+    doc = {
+        "apiVersion": "tpt.dev/v1alpha1", "kind": "SelfImprovementRun", "metadata": {"name": "sub"},
+        "spec": {"model": {"uri": "m"}, "storage": {"uri": f"file://{tmp_path / 'runs'}"},
+                 "task": {"kind": "math", "train": {"uri": write(tmp_path / "train.jsonl", train)},
+                          "test": {"uri": write(tmp_path / "test.jsonl", lookalike_index),
+                                   "subset": "paperGsm8kTest500"}}},
+    }  # fmt: skip
+    run = parse(doc)
+    report = run_stage(layout.Stage.prepare, prepare.run, Context(run, open_store(run.run_uri()), 0))
+    assert report["subsets"] == {"test": {"subset": "paperGsm8kTest500", "kept": 3, "of": 30}}
+    assert (report["train_problems"], report["test_problems"]) == (4, 3)
