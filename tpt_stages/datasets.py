@@ -66,13 +66,10 @@ class Loaded:
     subset_of: int | None = None
 
 
-def load_problems(ds: Dataset, kind: TaskKind, *, split_hint: str) -> list[Problem]:
-    """The problems of `ds` for a task of `kind`; the first malformed row raises `DatasetError`.
-    `split_hint` (`train`/`test`) is the Hugging Face split when `ds.split` is not set."""
-    return load(ds, kind, split_hint=split_hint).problems
-
-
 def load(ds: Dataset, kind: TaskKind, *, split_hint: str, skip_malformed: bool = False) -> Loaded:
+    """The problems of `ds` for a task of `kind`; the first malformed row raises `DatasetError` (with
+    `skip_malformed`, it is left out and reported). `split_hint` (`train`/`test`) is the Hugging Face split
+    when `ds.split` is not set."""
     if kind is TaskKind.arith:
         raise DatasetError("task kind 'arith' generates its problems; it has no dataset")
     problems: list[Problem] = []

