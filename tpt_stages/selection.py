@@ -16,6 +16,13 @@ from dataclasses import dataclass
 from tpt_stages.records import Verdict, Verified
 from tpt_stages.spec import PruneStrategy
 
+#: What each strategy keeps, in words (reports name the funnel's steps with it): `accepts` in prose.
+KEEPS = {
+    PruneStrategy.ground_truth: "the samples verified correct",
+    PruneStrategy.soft_positive: "the samples that pass at least one test",
+    PruneStrategy.none: "every sample the grader could judge (no pruning)",
+}
+
 
 def accepts(strategy: PruneStrategy, sample: Verified) -> bool:
     if strategy is PruneStrategy.ground_truth:
