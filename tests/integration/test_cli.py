@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
+import pytest
 import yaml
 
 from tpt_stages import layout
 from tpt_stages.cli import main, stage_line
 from tpt_stages.layout import Stage
 from tpt_stages.planner import Observation, StageRef, State
-from tpt_stages.spec import Phase, dumps, loads_all
+from tpt_stages.spec import Phase, dumps, load_all, loads_all
 from tpt_stages.status import Funnel, RoundStatus, RunStatus
 from tpt_stages.storage import open_store
 
@@ -100,3 +104,13 @@ def test_a_line_per_finished_stage_says_what_it_counted():
     ]
     again = Observation(State.succeeded, report={"cached": True, "samples": 5}, seconds=0.2)
     assert stage_line(StageRef(0, Stage.verify, 1), again) == "round 0 verify (attempt 2): 0 s (committed before), done"
+
+
+def test_help_examples_name_runs_the_quick_start_makes(capsys):
+    quickstart = Path(__file__).parents[2] / "examples" / "quickstart.yaml"
+    names = {run.name for run in load_all(quickstart)}
+    for command in ("status", "delete"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        (example,) = re.findall(r"file://\./tpt-runs/([\w-]+)", capsys.readouterr().out)
+        assert example in names
