@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 from fractions import Fraction
+from functools import lru_cache
 
 from tpt_stages.records import Grade, Verdict
 
@@ -54,6 +55,7 @@ def normalized(completion: str, gold: str) -> Grade:
     return Grade(verdict=Verdict.correct if value == gold_value(gold) else Verdict.wrong, answer=answer)
 
 
+@lru_cache(maxsize=65536)  # normalized grades every sample against its problem's gold: parse each once
 def gold_value(gold: str) -> Fraction:
     """The gold answer as a number, cleaned like a model's answer; ValueError if it is not one (a data
     error: loaders call this to reject such rows before any sampling happens)."""

@@ -96,6 +96,7 @@ def read(lines: Iterable[str], *, code: bool, name: str = "samples") -> SampleFi
     samples: list[GradedSample] = []
     problems: dict[str, Problem] = {}
     first_line: dict[str, int] = {}  # problem id -> line that defined it
+    first_value: dict[str, Any] = {}  # problem id -> its gold or tests as that line wrote them
     seen: set[tuple[str, int]] = set()
     counts: dict[str, int] = {}
     for number, text in enumerate(lines, start=1):
@@ -116,11 +117,13 @@ def read(lines: Iterable[str], *, code: bool, name: str = "samples") -> SampleFi
             raise SampleFileError(
                 f"{where}: field {fields.completion!r}: expected text, got {_shown(row, fields.completion)}"
             )
-        problem = _tests_problem(row, fields, pid, where) if code else _gold_problem(row, fields, pid, where)
+        part = fields.tests if code else fields.gold
+        # A problem's later rows usually repeat its first row's gold or tests verbatim: only a different
+        # value is parsed again, to tell `1` from `"1"` (the same) from `2` (an error).
         if pid not in problems:
-            problems[pid], first_line[pid] = problem, number
-        elif problem != problems[pid]:
-            part = fields.tests if code else fields.gold
+            problems[pid] = _problem(row, fields, pid, where, code)
+            first_line[pid], first_value[pid] = number, row.get(part)
+        elif row.get(part) != first_value[pid] and _problem(row, fields, pid, where, code) != problems[pid]:
             raise SampleFileError(
                 f"{where}: field {part!r} differs from line {first_line[pid]} for the same problem {pid!r}"
             )
@@ -182,6 +185,10 @@ def _index(row: dict[str, Any], name: str, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise SampleFileError(f"{where}: field {name!r}: expected an integer >= 0, got {_shown(row, name)}")
     return value
+
+
+def _problem(row: dict[str, Any], fields: Fields, pid: str, where: str, code: bool) -> Problem:
+    return _tests_problem(row, fields, pid, where) if code else _gold_problem(row, fields, pid, where)
 
 
 def _gold_problem(row: dict[str, Any], fields: Fields, pid: str, where: str) -> Problem:
