@@ -137,3 +137,48 @@ def test_reference_timed_limits_fail_a_program_far_slower_than_the_reference():
     assert [g.verdict for g in grades] == [Verdict.timeout, Verdict.correct, Verdict.wrong], grades
     assert REFERENCE_FLOOR_SECONDS <= timed.reference_limits["fast"] < 2
     assert timed.reference_limits["broken"] is None
+
+
+def test_the_verify_stage_exits_1_naming_the_cause_and_commits_nothing(tmp_path, monkeypatch, capsys):
+    """`python -m tpt_stages verify` over a committed think shard, with a sandbox that runs nothing."""
+    from tpt_stages import layout, manifest
+    from tpt_stages.__main__ import main as stage_main
+    from tpt_stages.manifest import StageOutput
+    from tpt_stages.records import prompt_hash
+    from tpt_stages.sandbox import session
+    from tpt_stages.spec import dumps, loads_all
+    from tpt_stages.stage import Context, run_stage
+    from tpt_stages.stages import prepare
+    from tpt_stages.storage import open_store
+
+    doc = {"apiVersion": "tpt.dev/v1alpha1", "kind": "SelfImprovementRun", "metadata": {"name": "broken-sandbox"},
+           "spec": {"model": {"uri": "unused"}, "rounds": 1, "storage": {"uri": f"file://{tmp_path}"},
+                    "task": {"kind": "code", "generator": {"trainProblems": 3, "testProblems": 2, "seed": 3}}}}  # fmt: skip
+    run = loads_all(json.dumps(doc))[0]
+    store = open_store(run.run_uri())
+    ctx = Context(run, store, 0, shard=0, num_shards=1)
+    run_stage(layout.Stage.prepare, prepare.run, ctx)
+    think = StageOutput(
+        store, layout.stage_dir(0, layout.Stage.think, 0), stage="think", round=0, shard=0, num_shards=1
+    )
+    for split in ("train", "test"):
+        problems = manifest.read_jsonl(store, layout.problems_file(split), Problem)
+        think.write_jsonl(f"{split}.jsonl", [
+            Sample(problem_id=p.id, split=split, sample_index=0, prompt_hash=prompt_hash(ctx.task.messages(p)),
+                   completion=fenced("print(input())"), prompt_tokens=1, completion_tokens=1, model_uri="unused",
+                   temperature=0.8, top_p=1.0, max_tokens=8, seed=0)
+            for p in problems
+        ])  # fmt: skip
+    think.commit({})
+    (tmp_path / "spec.yaml").write_text(dumps(run))
+    monkeypatch.setenv("TPT_REPORT_FILE", str(tmp_path / "report.json"))
+    monkeypatch.setattr(session, "harness_command", lambda backend, limits: ["/bin/false"])
+    capsys.readouterr()
+
+    assert (
+        stage_main(["verify", "--round", "0", "--spec", str(tmp_path / "spec.yaml"), "--sandbox-backend", "bwrap"]) == 1
+    )
+    (last,) = capsys.readouterr().err.splitlines()[-1:]
+    assert last.startswith("error: infrastructure failure: 5 of 5 samples got infra_error after 2 retries")
+    assert "the harness died" in last, last
+    assert manifest.read(store, layout.stage_dir(0, layout.Stage.verify, 0)) is None
