@@ -13,7 +13,7 @@ SYSTEM_PACKAGES := runsc bubblewrap
 TINY_MODEL := tpt-runs/models/arith-tiny
 CODE_MODEL := tpt-runs/models/code-tiny
 
-.PHONY: quickstart quickstart-code test lint system tools clean
+.PHONY: quickstart quickstart-code test lint system tools apiserver images clean
 
 $(STAMP): pyproject.toml constraints/cpu.txt
 	python3 -m venv $(VENV)
@@ -34,8 +34,17 @@ system:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
 	fi
 
+# The operator and sandbox images (buildah, root): tests/operator and tests/sandbox run them.
+images:
+	bash scripts/build-images.sh
+
 tools: $(STAMP)
 	bash scripts/fetch-helm.sh
+
+# Kubernetes' apiextensions-apiserver and etcd, which judge the CRD and objects in the tests: built once per
+# machine into ~/.cache/tpt/apiserver (minutes cold, seconds warm).
+apiserver: $(STAMP)
+	bash scripts/build-apiserver.sh
 
 $(TINY_MODEL)/config.json: | $(STAMP)
 	$(VENV)/bin/tpt tiny-model --out $(TINY_MODEL)
@@ -53,7 +62,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-test: $(STAMP) system tools lint
+test: $(STAMP) system tools apiserver images lint
 	$(PY) -m pytest
 
 clean:

@@ -7,6 +7,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import kubeapi
 import pytest
 import s3server
 
@@ -27,6 +28,28 @@ def s3_server(tmp_path_factory):
             os.environ.pop(k, None)
         else:
             os.environ[k] = v
+
+
+@pytest.fixture(scope="session")
+def kube_api(tmp_path_factory):
+    """A real Kubernetes API server (etcd + apiextensions-apiserver, tests/kubeapi.py) on free loopback ports.
+    Yields a kubeapi.KubeAPI: url, ca/client_cert/client_key, kubeconfig, and a small HTTP client. Without the
+    binary the tests fail (CI must run them): `make apiserver` builds it."""
+    try:
+        api, procs = kubeapi.start(tmp_path_factory.mktemp("kubeapi"))
+    except kubeapi.Missing as e:
+        pytest.fail(str(e), pytrace=False)
+    yield api
+    kubeapi.stop(procs)
+
+
+@pytest.fixture(scope="session")
+def sir_crd(kube_api) -> dict:
+    """The SelfImprovementRun CRD from crds/, installed on the real server and Established."""
+    import yaml
+
+    path = Path(__file__).resolve().parent.parent / "crds" / "selfimprovementrun.yaml"
+    return kube_api.apply_crd(yaml.safe_load(path.read_text()))
 
 
 @pytest.fixture
