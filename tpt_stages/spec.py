@@ -23,7 +23,7 @@ KIND = "SelfImprovementRun"
 # Child Job names are `<run>-r<NN>-<stage>-a<N>` (at most 18 characters after the run name) and must stay
 # within 63 characters (a label value), so the run name is capped here and in the CRD's CEL rule.
 MAX_RUN_NAME = 40
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 class Model(BaseModel):
@@ -94,7 +94,9 @@ class ArithGenerator(Model):
     @model_validator(mode="after")
     def _steps(self) -> ArithGenerator:
         if self.min_steps > self.max_steps:
-            raise ValueError(f"minSteps ({self.min_steps}) must not exceed maxSteps ({self.max_steps})")
+            raise ValueError(
+                f"generator.minSteps ({self.min_steps}) must not exceed generator.maxSteps ({self.max_steps})"
+            )
         return self
 
 
@@ -303,7 +305,7 @@ class Metadata(BaseModel):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if len(v) > MAX_RUN_NAME or not _DNS_LABEL.match(v):
+        if len(v) > MAX_RUN_NAME or not DNS_LABEL.match(v):
             raise ValueError(
                 f"{v!r} must be a DNS label (lowercase letters, digits, '-') of at most {MAX_RUN_NAME} "
                 "characters, so that child Job names fit in 63"
@@ -342,7 +344,17 @@ class SpecError(ValueError):
     """A document that is not a valid SelfImprovementRun; the message names each bad field and value."""
 
 
-def _format(err: ValidationError) -> str:
+def _given(document: Any, loc: tuple, default: Any) -> Any:
+    """The value as the user wrote it (before `_integral`), at an error's location."""
+    for key in loc:
+        try:
+            document = document[key]
+        except (KeyError, IndexError, TypeError):
+            return default
+    return document
+
+
+def _format(err: ValidationError, document: dict[str, Any]) -> str:
     lines = []
     for e in err.errors():
         loc = ".".join(str(p) for p in e["loc"]) or "(document)"
@@ -352,24 +364,47 @@ def _format(err: ValidationError) -> str:
         elif e["type"] == "missing":
             lines.append(f"{loc}: required field is missing")
         else:
-            lines.append(f"{loc}: {msg} (got {json.dumps(e.get('input'), default=str)[:80]})")
+            got = _given(document, e["loc"], e.get("input"))
+            lines.append(f"{loc}: {msg} (got {json.dumps(got, default=str)[:80]})")
     return "\n".join(lines)
 
 
+def _integral(value: Any) -> Any:
+    """4.0 as 4, as kubectl's JSON sends it (and the server then takes it for an integer)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {k: _integral(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_integral(v) for v in value]
+    return value
+
+
 def parse(document: dict[str, Any]) -> SelfImprovementRun:
+    """Validate as the API server does: strict JSON types (no "4" for 4, no "yes" for true), so that a document
+    `tpt run` accepts is one `kubectl apply` accepts, and the reverse."""
     if not isinstance(document, dict):
         raise SpecError(f"a SelfImprovementRun must be a mapping, got {type(document).__name__}")
     try:
-        return SelfImprovementRun.model_validate(document)
+        return SelfImprovementRun.model_validate_json(json.dumps(_integral(document), default=str), strict=True)
     except ValidationError as e:
         name = (document.get("metadata") or {}).get("name", "?") if isinstance(document, dict) else "?"
-        raise SpecError(f"invalid SelfImprovementRun {name!r}:\n{_format(e)}") from None
+        raise SpecError(f"invalid SelfImprovementRun {name!r}:\n{_format(e, document)}") from None
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML as kubectl reads it: `1e-6` is a float (YAML 1.2), not the string PyYAML's 1.1 rules make of it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float", re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$"), list("-+.0123456789")
+)
 
 
 def loads_all(text: str) -> list[SelfImprovementRun]:
     """Every SelfImprovementRun in a (multi-document) YAML text, in order."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml.load_all(text, Loader=_Loader) if d is not None]
     except yaml.YAMLError as e:
         raise SpecError(f"not valid YAML: {e}") from None
     if not docs:
