@@ -74,13 +74,16 @@ def run(ctx: Context, out: StageOutput) -> dict:
             )
         )
     tokens = samples = 0
-    t1 = time.monotonic()
+    generate_seconds = write_seconds = 0.0
     for split, cfg in plan:
+        t1 = time.monotonic()
         rows = sample(engine, ctx.task, ctx.my_shard(ctx.problems(split)), split, cfg, model_uri)
+        t2 = time.monotonic()
         out.write_jsonl(f"{split}.jsonl", rows)
+        generate_seconds += t2 - t1
+        write_seconds += time.monotonic() - t2
         tokens += sum(r.completion_tokens for r in rows)
         samples += len(rows)
-    generate_seconds = time.monotonic() - t1
     return {
         "model_uri": model_uri,
         "engine": spec.think.engine.value,
@@ -88,5 +91,6 @@ def run(ctx: Context, out: StageOutput) -> dict:
         "tokens": tokens,
         "load_seconds": round(load_seconds, 2),
         "generate_seconds": round(generate_seconds, 2),
+        "write_seconds": round(write_seconds, 2),
         "tokens_per_second": round(tokens / generate_seconds, 1) if generate_seconds else 0.0,
     }
