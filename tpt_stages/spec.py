@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import typing
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +29,20 @@ DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 class Model(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_absent(cls, data: Any) -> Any:
+        """`field: null` on a field that cannot be null means "not given", as on the API server, which drops such
+        a null before defaulting (the field then gets its default, or is missing)."""
+        if not isinstance(data, dict):
+            return data
+        fields = {f.alias or name: f for name, f in cls.model_fields.items()}
+        return {
+            k: v
+            for k, v in data.items()
+            if v is not None or k not in fields or type(None) in typing.get_args(fields[k].annotation)
+        }
 
 
 class TaskKind(str, Enum):

@@ -139,6 +139,10 @@ class _Converter:
             out = {**inner, **{k: v for k, v in node.items() if k in ("description", "default")}}
             if out.get("default", 0) is None:
                 out.pop("default")
+            if "enum" in out:
+                # A null would be checked against the enum, which cannot list null (the server refuses `null` even
+                # then); not nullable, the server drops a null before validation, as tpt run does: "not given".
+                return self._finish(out)
             return self._finish(out | {"nullable": True})
         out: dict[str, Any] = {}
         t = node.get("type")

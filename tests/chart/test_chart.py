@@ -592,24 +592,6 @@ def test_crd_is_kept_on_uninstall():
     assert annotations["helm.sh/resource-policy"] == "keep"
 
 
-@needs_crd
-@pytest.mark.parametrize("example", sorted(p.name for p in (ROOT / "examples").glob("*.yaml")))
-def test_examples_validate_against_the_crd_schema(example):
-    import jsonschema
-
-    (crd,) = [d for d in yaml.safe_load_all(CHART_CRD.read_text()) if d]
-    (served,) = [v for v in crd["spec"]["versions"] if v.get("storage")]
-    schema = served["schema"]["openAPIV3Schema"]
-    docs = [d for d in yaml.safe_load_all((ROOT / "examples" / example).read_text()) if d]
-    assert docs
-    for doc in docs:
-        assert doc["apiVersion"] == f"tpt.dev/{served['name']}"
-        # OpenAPI 3.0 schemas follow JSON Schema draft 4 (boolean exclusiveMinimum); jsonschema ignores the
-        # x-kubernetes-* extensions and CEL rules, which the operator's own tests cover.
-        body = {k: v for k, v in doc.items() if k in schema.get("properties", {})}
-        jsonschema.Draft4Validator(schema).validate(body)
-
-
 @needs_helm
 @needs_crd
 def test_crd_rendered_by_helm_install_only_from_crds_dir(tmp_path):
