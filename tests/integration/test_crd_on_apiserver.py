@@ -13,9 +13,9 @@ import re
 from pathlib import Path
 from typing import Any
 
+import kubeapi
 import pytest
 import yaml
-from kubeapi import TABLE
 
 from tpt_operator import GROUP, PLURAL, VERSION, crd
 from tpt_stages.spec import SpecError, loads_all, parse
@@ -44,6 +44,12 @@ spec:
   storage: {{uri: s3://tpt-runs, secretName: tpt-s3}}
 """
     )
+
+
+def test_without_the_server_the_tests_fail_saying_how_to_build_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(kubeapi, "BINARY", tmp_path / "apiextensions-apiserver")
+    with pytest.raises(kubeapi.Missing, match=r"run `make apiserver`"):
+        kubeapi.start(tmp_path)
 
 
 def test_the_crd_from_crds_and_the_charts_copy_are_identical_accepted_and_established(kube_api, sir_crd):
@@ -300,7 +306,7 @@ def test_a_runs_status_goes_through_the_status_subresource_unpruned_and_shows_in
     kube_api.merge_patch(f"{runs(ns)}/gsm8k", {"status": {"phase": "Failed"}})
     assert kube_api.get(f"{runs(ns)}/gsm8k")["status"]["phase"] == "Running"
 
-    table = kube_api.get(runs(ns), headers={"Accept": TABLE})
+    table = kube_api.get(runs(ns), headers={"Accept": kubeapi.TABLE})
     columns = [c["name"] for c in table["columnDefinitions"]]
     assert columns == ["Name", "Phase", "Round", "Stage", "Pass@1", "Age", "Rounds", "Attempt", "Task", "Model",
                        "Reason"]  # fmt: skip
