@@ -35,7 +35,13 @@ def stage_line(ref: StageRef, obs: Observation) -> str:
         return f"{head}: [red]failed[/] after {obs.seconds:.0f} s: {escape(f'{obs.reason}: {obs.message}')}"
     r = obs.report
     counts = {
-        layout.Stage.prepare: lambda: f"{r['train_problems']:,} train and {r['test_problems']:,} test problems",
+        layout.Stage.prepare: lambda: (
+            f"{r['train_problems']:,} train and {r['test_problems']:,} test problems"
+            + "".join(
+                f" ({split}: {s['subset']} kept {s['kept']:,} of {s['of']:,})"
+                for split, s in r.get("subsets", {}).items()
+            )
+        ),
         layout.Stage.think: lambda: f"{r['samples']:,} samples, {r['tokens']:,} tokens",
         layout.Stage.verify: lambda: ", ".join(f"{v} {n:,}" for v, n in r["verdicts"].items()),
         layout.Stage.score: lambda: (

@@ -85,6 +85,11 @@ def test_a_comparison_goes_beside_the_runs_not_into_the_first(tmp_path, capsys):
 
 def test_a_line_per_finished_stage_says_what_it_counted():
     reports = {
+        Stage.prepare: {
+            "train_problems": 7473,
+            "test_problems": 500,
+            "subsets": {"test": {"subset": "paperGsm8kTest500", "kept": 500, "of": 1319}},
+        },
         Stage.think: {"samples": 16000, "tokens": 1234567, "model_uri": "m"},
         Stage.verify: {"samples": 16000, "verdicts": {"correct": 2726, "wrong": 13274}},
         Stage.score: {"primary": "normalized", "k": 4, "graders": {"normalized": {"pass1": 0.17, "passk": 0.33}}},
@@ -96,6 +101,7 @@ def test_a_line_per_finished_stage_says_what_it_counted():
         for stage, r in reports.items()
     ]
     assert lines == [
+        "round 2 prepare: 61 s, 7,473 train and 500 test problems (test: paperGsm8kTest500 kept 500 of 1,319)",
         "round 2 think: 61 s, 16,000 samples, 1,234,567 tokens",
         "round 2 verify: 61 s, correct 2,726, wrong 13,274",
         "round 2 score: 61 s, Pass@1 17.0%, Pass@4 33.0%",
