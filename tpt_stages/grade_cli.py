@@ -95,6 +95,9 @@ def _grade_samples(args: argparse.Namespace) -> int:
             raise _UsageError("--samples takes the gold answers or tests from its rows, not --gold/--tests")
         if args.k is not None and args.k < 1:
             raise _UsageError("--k must be at least 1")
+        # Before grading, which may take minutes of sandbox time, not after.
+        if args.verdicts and not Path(args.verdicts).resolve().parent.is_dir():
+            raise _UsageError(f"--verdicts {args.verdicts}: no such directory")
         path = Path(args.samples)
         with path.open(encoding="utf-8") as f:
             samples = sample_file.read((line.rstrip("\n") for line in f), code=kind is TaskKind.code, name=str(path))
@@ -151,7 +154,7 @@ def _print_table(result: dict) -> None:
         pct = [f"{100 * m[key]:.1f}" for key in ("pass1", "passk", "correctk")]
         table.add_row(g, *pct, *(str(m["verdicts"].get(v, 0)) for v in verdicts))
     # Not narrower than the table: rich assumes 80 columns when stdout is not a terminal, and would elide.
-    console = Console(soft_wrap=True)
+    console = Console(soft_wrap=True, markup=False)  # file names may hold `[...]`
     console.width = max(console.width, 160)
     console.print(
         f"{result['file']}: {result['samples']} samples of {result['problems']} problems ({per_text} per problem), k = {k}"

@@ -157,6 +157,9 @@ def test_samples_errors_name_the_line_and_exit_2(tmp_path, capsys):
     assert "--samples takes the gold answers or tests from its rows" in capsys.readouterr().err
     assert tpt_grade("--task", "math", "--samples", str(tmp_path / "missing.jsonl")) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+    good = write_samples(tmp_path / "s.jsonl")
+    assert tpt_grade("--task", "math", "--samples", str(good), "--verdicts", str(tmp_path / "no" / "v.jsonl")) == 2
+    assert f"--verdicts {tmp_path / 'no' / 'v.jsonl'}: no such directory" in capsys.readouterr().err
 
 
 def test_the_readme_example_prints_what_the_readme_shows(capsys, monkeypatch):
