@@ -266,8 +266,16 @@ def crd() -> dict[str, Any]:
     }
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Every node written out in full: a schema that shares a list (one enum for `task.train` and `task.test`)
+    would otherwise come out as a YAML anchor and alias, which readers of the CRD should not have to follow."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def render() -> str:
-    return HEADER + yaml.safe_dump(crd(), sort_keys=False, width=120)
+    return HEADER + yaml.dump(crd(), Dumper=_NoAliases, sort_keys=False, width=120)
 
 
 def main(argv: list[str] | None = None) -> int:
