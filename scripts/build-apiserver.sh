@@ -108,8 +108,9 @@ if [ "${#MISSING[@]}" -gt 0 ]; then
 	}
 fi
 
-# Unpack them into a fresh GOPATH (never installed: no dpkg state, no root files).
+# Unpack them into a fresh GOPATH (never installed: no dpkg state, no root files); 2.5 GB, removed when done.
 SRC="$CACHE/src"
+trap 'rm -rf "$SRC" "$SRC.partial"' EXIT
 rm -rf "$SRC.partial"
 mkdir -p "$SRC.partial"
 for f in "${FILES[@]}"; do
@@ -142,5 +143,4 @@ LOCK=()
 	fail "go build of $WANT failed (a package of its closure may have moved in sid: see the first error above)"
 mv "$BIN.partial" "$BIN"
 echo "$WANT" >"$STAMP"
-rm -rf "$SRC" # 2.5 GB of unpacked source; the .debs and Go's build cache stay for the next version's build
 say "built $BIN from $WANT in $((SECONDS - start)) s"
