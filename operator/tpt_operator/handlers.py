@@ -24,7 +24,7 @@ from tpt_operator.builders import CLEANUP, LABEL_RUN, LABEL_STAGE, build, cleanu
 from tpt_operator.config import OperatorConfig
 from tpt_operator.config import load as load_config
 from tpt_operator.observe import job_gpus, job_outcome
-from tpt_operator.reconcile import decide
+from tpt_operator.reconcile import action_event, decide
 from tpt_stages.planner import Cancel, Launch, State
 
 FINALIZER = "tpt.dev/finalizer"
@@ -105,14 +105,19 @@ async def reconcile(
     settings = memo.settings
 
     for action in out.actions:
+        took_effect = False
         if isinstance(action, Launch):
             for obj in build(body, action, config):
                 created = await kube.create(obj, settings, logger)
                 if created and obj["kind"] == "Job":
+                    took_effect = True
                     metrics.JOBS_CREATED.labels(action.ref.stage.value).inc()
                     logger.info("created job %s", obj["metadata"]["name"])
         elif isinstance(action, Cancel):
-            await _delete_stage(namespace, job_name(name, action.ref), settings, logger)
+            took_effect = await _delete_stage(namespace, job_name(name, action.ref), settings, logger)
+        if took_effect:
+            event = action_event(action)
+            kopf.event(body, type=event.type, reason=event.reason, message=event.message)
 
     if out.changed:
         rv = meta.get("resourceVersion")
@@ -133,11 +138,13 @@ async def reconcile(
     metrics.RECONCILE_SECONDS.observe(time.perf_counter() - started)
 
 
-async def _delete_stage(namespace: str, job: str, settings: kopf.OperatorSettings, logger: logging.Logger) -> None:
-    await kube.delete("batch/v1", "jobs", namespace, job, settings, logger)
+async def _delete_stage(namespace: str, job: str, settings: kopf.OperatorSettings, logger: logging.Logger) -> bool:
+    """Delete a stage's Job (and Service); True if this call deleted the Job, False if it was already gone."""
+    deleted = await kube.delete("batch/v1", "jobs", namespace, job, settings, logger)
     if "-train-a" in job:
         # Multi-node training has a headless Service of the same name; absent otherwise (404 is fine).
         await kube.delete("v1", "services", namespace, job, settings, logger)
+    return deleted
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

@@ -1,9 +1,12 @@
 """One reconcile of one run, as a pure function: (run object, its Jobs and Pods, now) -> what to do.
 
 The same loop as `tpt_stages.runner.run_to_end`, unrolled: observe the Job of the stage the status points at,
-ask the planner, and hand back its actions, the new status and the Events worth emitting. The edges
-(`handlers.py`) apply the actions, write the status once if it changed, and only then emit the Events, so a
-reconcile that loses a write race leaves no trace.
+ask the planner, and hand back its actions, the new status and the Events about the status. The edges
+(`handlers.py`) apply the actions, write the status once if it changed, and only then emit those Events, so a
+reconcile that loses a write race tells nothing of it. An action's own Event (`action_event`) is emitted by
+the reconcile whose action took effect (it created or deleted the Job), whether its status write wins or not:
+a Job deleted by a reconcile that then lost its write is gone for the next one too, which has nothing left to
+cancel, so the Event is told once and only there.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from typing import Any
 
 from tpt_operator.builders import LABEL_ATTEMPT, LABEL_ROUND, LABEL_STAGE, job_name, parse_run
 from tpt_operator.observe import observe
-from tpt_stages.planner import Action, Cancel, Launch, Observation, StageRef, State, conditions, plan
+from tpt_stages.planner import Action, Launch, Observation, StageRef, State, conditions, plan
 from tpt_stages.spec import Phase, SpecError
 from tpt_stages.status import RunStatus
 
@@ -58,6 +61,13 @@ def status_document(status: RunStatus) -> dict[str, Any]:
 def _where(ref: StageRef) -> str:
     attempt = f" (attempt {ref.attempt + 1})" if ref.attempt else ""
     return f"round {ref.round} {ref.stage.value}{attempt}"
+
+
+def action_event(action: Action) -> Event:
+    """What to tell when `action` took effect."""
+    if isinstance(action, Launch):
+        return Event("Normal", "StageStarted", f"{_where(action.ref)} started ({action.shards} shards)")
+    return Event("Normal", "StageCancelled", f"{_where(action.ref)} cancelled: run suspended")
 
 
 def find_job(jobs: Iterable[Mapping[str, Any]], run_name: str, ref: StageRef) -> Mapping[str, Any] | None:
@@ -120,11 +130,6 @@ def decide(
         finished = (ref.stage.value, obs.seconds)
     if obs.state is State.failed and changed and active:
         events.append(Event("Warning", "StageFailed", f"{_where(ref)} failed: {obs.reason}: {obs.message}"[:1000]))
-    for action in decision.actions:
-        if isinstance(action, Launch):
-            events.append(Event("Normal", "StageStarted", f"{_where(action.ref)} started ({action.shards} shards)"))
-        elif isinstance(action, Cancel):
-            events.append(Event("Normal", "StageCancelled", f"{_where(action.ref)} cancelled: run suspended"))
     if previous is None or previous.phase is not st.phase:
         if st.phase is Phase.succeeded:
             events.append(Event("Normal", "RunSucceeded", st.message))

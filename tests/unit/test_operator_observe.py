@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from tpt_operator.observe import observe
-from tpt_operator.reconcile import decide
+from tpt_operator.reconcile import action_event, decide
 from tpt_stages.planner import State
 
 T0 = datetime(2026, 11, 23, 12, 0, 0, tzinfo=timezone.utc)
@@ -135,7 +135,8 @@ def test_a_succeeded_stage_moves_on_with_events():
     done = job("run-r00-prepare-a0", 1, conditions=[COMPLETE], gpus=0, completionTime=iso(T0 + timedelta(seconds=3)))
     out = decide(run_body(st), [done], [pod(0, report={"problems": 3}, job_name="run-r00-prepare-a0")], T0)
     assert [a.ref.slug for a in out.actions] == ["r00-think-a0"]
-    assert [e.reason for e in out.events] == ["StageSucceeded", "StageStarted"]
+    assert [e.reason for e in out.events] == ["StageSucceeded"]  # StageStarted: when the Job is created
+    assert action_event(out.actions[0]).reason == "StageStarted"
     assert out.finished_stage == ("prepare", 3.0)
 
 
@@ -144,6 +145,7 @@ def test_suspend_cancels_the_running_job():
     out = decide(run_body(st, suspend=True), [job("run-r00-prepare-a0", 1)], [], T0)
     assert [type(a).__name__ for a in out.actions] == ["Cancel"] and out.status.phase.value == "Suspended"
     assert "RunSuspended" in [e.reason for e in out.events]
+    assert action_event(out.actions[0]).reason == "StageCancelled"
 
 
 def test_an_invalid_spec_is_a_failed_run_not_a_crash():
