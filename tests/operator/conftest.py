@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +23,10 @@ from kubelet import Kubelet
 
 
 @pytest.fixture
-def cluster(tmp_path, monkeypatch) -> Iterator[Cluster]:
-    c = Cluster().start()
+def cluster(kube_api, sir_crd, tmp_path, monkeypatch) -> Iterator[Cluster]:
+    """The operator's test cluster, empty: SelfImprovementRuns on the real API server (`kube_api`, with our CRD),
+    Jobs, Pods, Events and Secrets in the emulator, one URL for both (front.py) in $KUBECONFIG."""
+    c = Cluster(real=kube_api).start()
     monkeypatch.setenv("KUBECONFIG", str(c.kubeconfig(tmp_path / "kubeconfig")))
     try:
         yield c
@@ -38,6 +42,19 @@ def kubelet_running(cluster: Cluster, workdir: Path, **kwargs) -> Iterator[Kubel
         yield k
     finally:
         asyncio.run_coroutine_threadsafe(k.stop(), cluster.loop).result(60)
+
+
+@contextlib.contextmanager
+def operator_process(log: Path) -> Iterator[subprocess.Popen]:
+    """The operator as its container runs it (`python -m tpt_operator`, $KUBECONFIG), SIGKILLed on exit: a crash
+    at whatever it was doing, not a graceful shutdown."""
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "tpt_operator"], stdout=out, stderr=subprocess.STDOUT)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait(30)
 
 
 @contextlib.contextmanager

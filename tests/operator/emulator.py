@@ -8,7 +8,10 @@ ownerReference when an owner is deleted. It counts successful creations per obje
 use to prove that no Job was ever created twice.
 
 `Cluster` runs it on a private event loop in a thread, so tests stay synchronous while the operator
-(`kopf.testing.KopfRunner`, its own thread) and the test kubelet talk to it over real HTTP.
+(`kopf.testing.KopfRunner`, its own thread) and the test kubelet talk to it over real HTTP. Given a real API
+server (apiextensions-apiserver, tests/kubeapi.py), it puts the routing front of front.py before both: the
+SelfImprovementRuns live on the real server, Jobs, Pods, Events and Secrets in the emulator, and a garbage
+collector deletes the emulator's objects whose owner on the real server is gone (kube-controller-manager's job).
 """
 
 from __future__ import annotations
@@ -18,17 +21,20 @@ import collections
 import contextlib
 import copy
 import datetime
+import ssl
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import attrs
 import jsonpointer
 import kmock
 import requests
 import yaml
+from front import REAL_GROUPS, Front
 from kmock._internal import enums
 
 from tpt_operator import GROUP, PLURAL, VERSION
@@ -144,31 +150,50 @@ class Emulator(kmock.KubernetesEmulator):
         for uid in doomed:
             await self._collect_dependants(uid)
 
+    def owner_uids(self, groups: tuple[str, ...]) -> set[str]:
+        """The uids that live objects name as owners of an API group in `groups`."""
+        return {
+            ref["uid"]
+            for obj in list(self._objects.values())
+            if not obj.deleted
+            for ref in obj.raw.get("metadata", {}).get("ownerReferences") or []
+            if ref.get("uid") and ref.get("apiVersion", "").split("/")[0] in groups
+        }
+
 
 class Cluster:
-    """The emulator served over HTTP from a thread; sync helpers for tests (plain `requests`)."""
+    """The emulator served over HTTP from a thread, alone or behind the front with a real API server (`real`, a
+    kubeapi.KubeAPI with the CRD installed); sync helpers for tests (plain `requests`)."""
 
-    def __init__(self) -> None:
+    def __init__(self, real=None) -> None:
+        self.real = real
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True, name="kmock")
         self.emulator: Emulator | None = None
+        self.front: Front | None = None
         self._server = None
+        self._collector: asyncio.Task | None = None
         self.url = ""
         self.http = requests.Session()
+        self.collector_errors: list[str] = []
 
     def start(self) -> Cluster:
         self.thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self.loop).result(30)
+        if self.real is not None:
+            self._wait_served()
+            self._forget_runs()  # what earlier tests left on the shared server: this cluster starts empty
         return self
 
     async def _start(self) -> None:
         self.emulator = Emulator()
         self.emulator.resources.load_bundled()
-        self.emulator.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = kmock.ResourceInfo(
-            kind="SelfImprovementRun", singular="selfimprovementrun", namespaced=True, shortnames={"sir"},
-            categories={"tpt"}, subresources={"status"},
-            verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
-        )  # fmt: skip
+        if self.real is None:
+            self.emulator.resources[f"{GROUP}/{VERSION}/{PLURAL}"] = kmock.ResourceInfo(
+                kind="SelfImprovementRun", singular="selfimprovementrun", namespaced=True, shortnames={"sir"},
+                categories={"tpt"}, subresources={"status"},
+                verbs={"create", "delete", "get", "list", "patch", "update", "watch"},
+            )  # fmt: skip
         await self.emulator.__aenter__()
         self._server = kmock.Server(self.emulator)
         await self._server.__aenter__()
@@ -176,13 +201,62 @@ class Cluster:
         self.emulator.objects["v1/namespaces", None, "default"] = {
             "apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "default", "uid": str(uuid.uuid4())},
         }  # fmt: skip
+        if self.real is not None:
+            tls = ssl.create_default_context(cafile=str(self.real.ca))
+            tls.load_cert_chain(str(self.real.client_cert), str(self.real.client_key))
+            self.front = Front(self.url, self.real.url, tls)
+            self.url = await self.front.start()
+            self._collector = asyncio.create_task(self._collect_garbage())
+
+    def _wait_served(self, timeout: float = 30) -> None:
+        """An Established CRD's resource may answer 404 for a moment more."""
+        deadline = time.monotonic() + timeout
+        while self.http.get(self.runs_url(), timeout=30).status_code != 200:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{self.runs_url()} is not served: is the CRD installed (fixture sir_crd)?")
+            time.sleep(0.05)
+
+    async def _collect_garbage(self) -> None:
+        """Delete the emulator's objects whose owner on the real server is gone, as the garbage collector does.
+
+        The owners are read from the emulator first and the real server second: an owner named by a dependant
+        existed before that dependant did, so a listing taken afterwards holds it unless it was deleted."""
+        async with aiohttp.ClientSession() as http:
+            while True:
+                await asyncio.sleep(0.2)
+                try:
+                    owners = self.emulator.owner_uids(REAL_GROUPS)
+                    if not owners:
+                        continue
+                    async with http.get(f"{self.url}/apis/{GROUP}/{VERSION}/{PLURAL}") as r:
+                        r.raise_for_status()
+                        live = {item["metadata"]["uid"] for item in (await r.json())["items"]}
+                    for uid in owners - live:
+                        await self.emulator._collect_dependants(uid)
+                except Exception as e:  # keep collecting; a test that depends on it fails on its own outcome
+                    self.collector_errors.append(repr(e))
+
+    def _forget_runs(self) -> None:
+        """Every run on the shared real server deleted, finalizers dropped, as if the operator had never run."""
+        for run in self.list(f"{self.url}/apis/{GROUP}/{VERSION}/{PLURAL}"):
+            url = self.runs_url(run["metadata"]["namespace"]) + "/" + run["metadata"]["name"]
+            if run["metadata"].get("finalizers"):
+                self.http.patch(url, json={"metadata": {"finalizers": None}}, timeout=30,
+                                headers={"Content-Type": "application/merge-patch+json"})  # fmt: skip
+            self.delete(url)
 
     def stop(self) -> None:
         async def _stop():
+            if self._collector is not None:
+                self._collector.cancel()
+            if self.front is not None:
+                await self.front.stop()
             await self._server.__aexit__(None, None, None)
             await self.emulator.__aexit__(None, None, None)
 
         try:
+            if self.real is not None:
+                self._forget_runs()
             asyncio.run_coroutine_threadsafe(_stop(), self.loop).result(30)
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
