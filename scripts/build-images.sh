@@ -115,8 +115,8 @@ build() {
 }
 build operator images/operator/Dockerfile
 build sandbox images/sandbox/Dockerfile
-# Intermediate images the layer cache no longer points at.
-podman image prune -f >/dev/null
+# No `podman image prune`: the build stages' layers are untagged dead ends, and pruning them empties the cache.
+# The cache grows by the changed layers of each rebuild; `rm -rf $STORE` starts afresh.
 
 for name in operator sandbox; do
 	podman image inspect --format "$name {{.Id}} {{.Size}}" "$PREFIX/$name:$VERSION"
