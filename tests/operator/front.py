@@ -48,7 +48,8 @@ class Front:
         self._session = aiohttp.ClientSession(timeout=timeout, auto_decompress=True)
         app = web.Application(client_max_size=64 * 2**20)
         app.router.add_route("*", "/{path:.*}", self._handle)
-        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1)
+        # A client that goes away (a killed operator) cancels its handler, which closes the upstream stream.
+        self._runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=1, handler_cancellation=True)
         await self._runner.setup()
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))
@@ -80,13 +81,13 @@ class Front:
             for k, v in upstream.headers.items():
                 if k.lower() not in DROPPED:
                     response.headers.add(k, v)
-            await response.prepare(request)
             try:
+                await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
                     await response.write(chunk)  # each chunk at once: a watch event must not wait for the next
-            except (aiohttp.ClientError, asyncio.TimeoutError):
-                return response  # the upstream went away mid-stream: end ours, as a server restart would
-            await response.write_eof()
+                await response.write_eof()
+            except (aiohttp.ClientError, asyncio.TimeoutError, ConnectionResetError):
+                pass  # either side went away mid-stream: end ours, as a server restart would
             return response
 
     async def _apis(self, request: web.Request) -> web.Response:
