@@ -36,7 +36,10 @@ def test_a_two_round_run_ends_succeeded_with_per_round_metrics_and_events(cluste
         cluster.secret("tpt-s3", CREDS)
         cluster.create(cluster.runs_url(), run_doc("fake-two"))
         wait_for(lambda: status(cluster, "fake-two").get("phase") == "Succeeded", 60, "the run to succeed")
-        time.sleep(0.5)  # let the last Events post
+        version = cluster.run("fake-two")["metadata"]["resourceVersion"]
+        time.sleep(2)  # let the last Events post
+        # A finished run is left alone: no reconcile (each event, each write) changes it again.
+        assert cluster.run("fake-two")["metadata"]["resourceVersion"] == version, "a finished run was written"
     st = status(cluster, "fake-two")
     # The run lives on the real API server: the front answered with its copy.
     assert kube_api.get("/apis/tpt.dev/v1alpha1/namespaces/default/selfimprovementruns/fake-two")["status"] == st
