@@ -64,7 +64,9 @@ async def write_status(
     namespace: str, name: str, resource_version: str | None, status: dict[str, Any], settings: OperatorSettings,
     logger: Logger,
 ) -> bool:  # fmt: skip
-    """Replace the run's status if the object is still at `resource_version`; False if it moved on or is gone."""
+    """Replace the run's status if the object is still at `resource_version`; False if it moved on or is gone,
+    or if the API server refused the status itself (logged as an error with the server's reason: it names the
+    field, and no later reconcile can get past it either)."""
     url = f"/apis/{GROUP}/{VERSION}/namespaces/{namespace}/{PLURAL}/{name}/status"
     ops: list[dict[str, Any]] = []
     if resource_version:
@@ -75,5 +77,10 @@ async def write_status(
             url, payload=ops, headers={"Content-Type": "application/json-patch+json"}, settings=settings, logger=logger
         )
         return True
-    except (errors.APIConflictError, errors.APIUnprocessableEntityError, errors.APINotFoundError):
+    except errors.APIUnprocessableEntityError as e:
+        # A failed `test` (the race lost) is a 422 that names no field; a status the schema refuses names one.
+        if (e.details or {}).get("causes"):
+            logger.error("the API server refused the status of %s/%s: %s", namespace, name, e.message)
+        return False
+    except (errors.APIConflictError, errors.APINotFoundError):
         return False
