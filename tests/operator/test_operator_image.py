@@ -17,7 +17,6 @@ from pathlib import Path
 
 import kubelet as kl
 import podman
-import pytest
 import requests
 import yaml
 from conftest import kubelet_running
@@ -133,7 +132,6 @@ def test_operator_image_runs_with_the_charts_pod_security_and_serves_health(clus
         assert written == ["/tmp"], written
 
 
-@pytest.mark.slow
 def test_operator_image_reconciles_a_run_to_succeeded(cluster, tmp_path):
     with (
         kubelet_running(cluster, tmp_path, fake=kl.default_fake),
