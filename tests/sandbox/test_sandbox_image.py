@@ -119,6 +119,14 @@ def test_hostile_program_in_the_image(suite, case: Case):
     assert str(UID_RANGE[0]) not in witness["stdout_tail"]
 
 
+def test_the_pod_runs_on_gvisor(image):
+    """Else the suite below would prove nothing about gVisor: its kernel log is gVisor's own."""
+    out = in_pod(
+        image, "-c", "import subprocess; print(subprocess.run(['dmesg'], capture_output=True, text=True).stdout)"
+    )
+    assert "Starting gVisor" in out, out
+
+
 def test_no_pip_and_nothing_to_install_it_from(image):
     out = in_pod(
         image,
