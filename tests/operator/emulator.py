@@ -81,6 +81,14 @@ class Emulator(kmock.KubernetesEmulator):
             await self._collect_dependants(before["metadata"].get("uid"))
         return response
 
+    async def _serve_list(self, request):
+        """kmock's list with the `kind` and `apiVersion` a real server sends (kubectl and the dynamic client need
+        them to read the items)."""
+        payload = await super()._serve_list(request)
+        info = next(self._resources[r] for r in self._get_resources() if r == request.resource)
+        group_version = "/".join(p for p in (request.resource.group, request.resource.version) if p)
+        return {"kind": f"{info.kind}List", "apiVersion": group_version, **payload}
+
     @staticmethod
     def _replace_data(request, data):
         """kmock matches reactions by the very Request object (attrs.evolve breaks that): edit it in place."""

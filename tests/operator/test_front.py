@@ -7,7 +7,9 @@ event by event.
 
 from __future__ import annotations
 
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
 from runs import run_doc
@@ -15,6 +17,7 @@ from runs import run_doc
 from tpt_operator import GROUP, PLURAL, VERSION
 
 kubernetes = pytest.importorskip("kubernetes")
+KUBECTL = Path(__file__).resolve().parents[2] / ".tools" / "bin" / "kubectl"
 
 
 def _client(cluster, tmp_path):
@@ -27,7 +30,7 @@ def _client(cluster, tmp_path):
 def test_the_dynamic_client_finds_runs_on_the_real_server_and_jobs_in_the_emulator(cluster, kube_api, tmp_path):
     api, dyn = _client(cluster, tmp_path)
     runs = dyn.resources.get(api_version=f"{GROUP}/{VERSION}", kind="SelfImprovementRun")
-    assert dyn.resources.get(api_version="batch/v1", kind="Job").namespaced  # the emulator's half of discovery
+    jobs = dyn.resources.get(api_version="batch/v1", kind="Job")  # the emulator's half of discovery
     assert runs.name == PLURAL and runs.namespaced and "sir" in runs.short_names
     created = runs.create(body=run_doc("seen"), namespace="default")
     # Created by the real server: it applied the CRD's defaults and stamped the object.
@@ -35,7 +38,7 @@ def test_the_dynamic_client_finds_runs_on_the_real_server_and_jobs_in_the_emulat
     real = kube_api.get(f"/apis/{GROUP}/{VERSION}/namespaces/default/{PLURAL}/seen")
     assert real["metadata"]["uid"] == created.metadata.uid
     assert [r.metadata.name for r in runs.get(namespace="default").items] == ["seen"]
-    # (kmock's lists carry no `kind`, which the dynamic client needs: the typed client reads the Jobs.)
+    assert jobs.get(namespace="default").items == []
     assert kubernetes.client.BatchV1Api(api).list_namespaced_job("default").items == []
     # The server's own error, passed through: strict field validation names the unknown field.
     bad = run_doc("typo")
@@ -62,3 +65,17 @@ def test_a_watch_through_the_front_streams_each_event_without_waiting_for_the_en
             w.stop()
     assert seen == [("ADDED", "watched"), ("DELETED", "watched")]
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.skipif(not KUBECTL.exists(), reason=".tools/bin/kubectl missing: run `make tools`")
+def test_kubectl_reads_both_halves_with_the_printer_columns(cluster, tmp_path):
+    kubeconfig = cluster.kubeconfig(tmp_path / "kubeconfig")
+    cluster.create(cluster.runs_url(), run_doc("listed"))
+
+    def kubectl(*args: str) -> str:
+        return subprocess.run([str(KUBECTL), "--kubeconfig", str(kubeconfig), *args], capture_output=True,
+                              text=True, check=True, timeout=60).stdout  # fmt: skip
+
+    header, row = kubectl("get", "sir").splitlines()
+    assert header.split() == ["NAME", "PHASE", "ROUND", "STAGE", "PASS@1", "AGE"] and row.startswith("listed ")
+    assert kubectl("get", "jobs", "-o", "name") == ""
