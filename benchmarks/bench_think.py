@@ -112,16 +112,19 @@ def measure_transformers(model: str, prompts_file: Path, n: int, max_tokens: int
     return {"load_s": load, "sample_s": seconds, "tokens": sum(sum(g.completion_tokens) for g in gens)}
 
 
-def measure_stage(spec: Path, run_dir: Path) -> dict:
-    """The real stage in its own process, as `tpt run` starts it; its committed manifest says what it did."""
+def measure_stage(spec: Path, run_dir: Path, profile: str | None) -> dict:
+    """The real stage in its own process, as `tpt run` starts it; its committed manifest says what it did.
+    With `profile`, the process runs under cProfile (vLLM's engine core runs in it on the CPU) and writes
+    its statistics there: it then runs slower, so only its shares are meaningful."""
     from tpt_stages import layout, manifest
     from tpt_stages.storage import open_store
 
     report_file = spec.with_suffix(".report.json")
     env = {**os.environ, "TPT_REPORT_FILE": str(report_file)}
+    profiler = ["-m", "cProfile", "-o", profile] if profile else []
     t0 = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "tpt_stages", "think", "--round", "0", "--spec", str(spec)],
+        [sys.executable, *profiler, "-m", "tpt_stages", "think", "--round", "0", "--spec", str(spec)],
         env=env,
         check=True,
         capture_output=True,
@@ -146,7 +149,7 @@ def child(args: argparse.Namespace) -> dict:
     problems_file = workdir / "runs" / "bench-think" / "problems" / "test.jsonl"
     kind = args.row
     if kind == "stage":
-        return measure_stage(workdir / "run.yaml", workdir / "runs" / "bench-think")
+        return measure_stage(workdir / "run.yaml", workdir / "runs" / "bench-think", args.profile)
     if kind == "transformers":
         return measure_transformers(args.model, problems_file, args.n, args.max_tokens)
     prompts = prompt_ids(args.model, problems_file)
@@ -160,11 +163,7 @@ def child(args: argparse.Namespace) -> dict:
 # (label, row kind, vLLM keyword arguments for raw rows)
 ROWS = [
     ("raw vLLM, defaults", "raw", {}),
-    (
-        "raw vLLM, the engine's settings (in-process, eager, max_num_seqs 1024, texts decoded after)",
-        "raw",
-        {"in_process": True, "enforce_eager": True, "max_num_seqs": 1024, "decode_after": True},
-    ),
+    ("raw vLLM, the engine's settings (in-process, eager)", "raw", {"in_process": True, "enforce_eager": True}),
     ("think stage (prompts in, samples committed)", "stage", {}),
     ("transformers `generate` (TransformersEngine)", "transformers", {}),
 ]
@@ -179,6 +178,7 @@ def main() -> None:
     ap.add_argument("--rows", default="", help="comma-separated row numbers to run (default: all)")
     ap.add_argument("--repeat", type=int, default=1, help="passes over the rows; each row reports its best")
     ap.add_argument("--extra", action="append", default=[], help="another raw row: JSON of LLM(...) kwargs")
+    ap.add_argument("--profile", help="run the stage row under cProfile, statistics to this file")
     ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--engine-kwargs", default="{}", help=argparse.SUPPRESS)
@@ -207,7 +207,8 @@ def main() -> None:
         for _ in range(args.repeat):
             for label, kind, kwargs in rows:
                 cmd = [sys.executable, __file__, "--row", kind, "--workdir", tmp, "--model", args.model,
-                       "--n", str(args.n), "--max-tokens", str(args.max_tokens), "--engine-kwargs", json.dumps(kwargs)]  # fmt: skip
+                       "--n", str(args.n), "--max-tokens", str(args.max_tokens), "--engine-kwargs", json.dumps(kwargs),
+                       *(["--profile", str(Path(args.profile).resolve())] if args.profile else [])]  # fmt: skip
                 if kind == "stage":  # a fresh run directory: the stage must compute, not find its commit
                     shutil.rmtree(work / "runs" / "bench-think" / "round-00", ignore_errors=True)
                 proc = subprocess.run(cmd, capture_output=True, text=True)

