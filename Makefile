@@ -8,7 +8,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
-# Debian packages: gVisor and bubblewrap sandbox model-written programs (code tasks).
+# Debian packages: gVisor and bubblewrap sandbox model-written programs (code tasks). apt waits for a dpkg lock
+# that another apt-get holds (an unattended upgrade, a parallel build step) instead of failing at once.
 SYSTEM_PACKAGES := runsc bubblewrap
 TINY_MODEL := tpt-runs/models/arith-tiny
 CODE_MODEL := tpt-runs/models/code-tiny
@@ -31,7 +32,8 @@ system:
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq \
+	    -o DPkg::Lock::Timeout=300 $$missing; \
 	fi
 
 # The operator and sandbox images (buildah, root): tests/operator and tests/sandbox run them.
