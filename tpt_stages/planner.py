@@ -137,6 +137,10 @@ def plan(spec: RunSpec, status: RunStatus | None, obs: Observation, now: str) ->
 
     if obs.state is State.failed:
         why = f"{obs.reason}: {obs.message}".strip(": ") or "failed"
+        if obs.reason == "InvalidInput":
+            # The stage exited 2: its input is wrong (a bad spec, missing model or data), and another attempt
+            # would fail the same way after paying for a pod, an image pull and a model load again.
+            return _finish(st, Phase.failed, "InvalidInput", f"{_where(ref)} failed: {why}", now)
         if ref.attempt + 1 >= spec.max_attempts:
             return _finish(
                 st, Phase.failed, "AttemptsExhausted", f"{_where(ref)} failed {spec.max_attempts} times: {why}", now

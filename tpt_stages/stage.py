@@ -20,7 +20,7 @@ from tpt_stages import layout, manifest
 from tpt_stages.manifest import StageOutput
 from tpt_stages.records import Problem
 from tpt_stages.spec import PruneStrategy, SelfImprovementRun
-from tpt_stages.storage import Store, local_model_path, open_store
+from tpt_stages.storage import Store, is_local_path, local_model_path, open_store
 
 TERMINATION_LOG = Path("/dev/termination-log")
 REPORT_LIMIT = 4096
@@ -57,7 +57,13 @@ class Context:
         return self.spec.model.uri if r == 0 else f"{self.store.uri}/{layout.model_dir(r)}"
 
     def local_model(self, r: int) -> str:
-        return local_model_path(self.model_uri(r), self.cache_dir / "models")
+        uri = self.model_uri(r)
+        path = local_model_path(uri, self.cache_dir / "models")
+        # A base-model path that holds no model is the user's to fix: one line now, instead of a library's
+        # traceback that the planner would take for a failed attempt and retry.
+        if r == 0 and is_local_path(uri) and not (Path(path) / "config.json").is_file():
+            raise StageError(f"model.uri {uri!r}: no model there ({path}/config.json does not exist)")
+        return path
 
     @cached_property
     def task(self):

@@ -44,17 +44,18 @@ def test_output_that_is_not_a_terminal_has_a_line_per_stage_and_whole_uris(tmp_p
     and URIs longer than the 80 columns rich assumes stay on one line."""
     store = tmp_path / ("a-directory-name-long-enough-that-any-uri-under-it-passes-eighty-columns-" * 2)
     run_file = tmp_path / "run.yaml"
-    doc = run_doc("piped", f"file://{store}", maxAttempts=1, think={"engine": "transformers"})
+    doc = run_doc("piped", f"file://{store}", think={"engine": "transformers"})
     run_file.write_text(yaml.safe_dump(doc))
-    assert main(["run", str(run_file)]) == 1  # prepare works; think fails: there is no model
+    assert main(["run", str(run_file)]) == 1  # prepare works; think fails at once: there is no model
     lines = capsys.readouterr().err.splitlines()
     uri = f"file://{store}/piped"
     assert lines[0] == f"piped: artifacts in {uri}"
     assert lines[1].startswith("round 0 prepare: ") and lines[1].endswith(" s, 40 train and 10 test problems")
-    assert lines[2].startswith("round 0 think: failed after ") and "StageFailed: shard 0 exited 1" in lines[2]
+    assert lines[2].startswith("round 0 think: failed after ") and "InvalidInput: shard 0 exited 2" in lines[2]
+    assert "error: model.uri './no-such-model': no model there" in lines[2]
     assert f"(log: {store}/piped/logs/r00-think-a0-shard0.log)" in lines[2]  # whole, on the same line
     assert lines[3].startswith("piped — Failed") and lines[4].startswith("┏")
-    assert lines[-2].startswith("run piped failed: round 0 think failed 1 times: StageFailed")
+    assert lines[-2].startswith("run piped failed: round 0 think failed: InvalidInput")
     assert lines[-1] == f"report: {uri}/{layout.REPORT_MD}"
 
 

@@ -107,6 +107,15 @@ def test_attempts_exhausted_fails_the_run_with_the_reason():
     assert failed.status == "True" and failed.reason == "AttemptsExhausted"
 
 
+def test_a_user_error_fails_the_run_at_once_with_attempts_left():
+    """Exit 2 (InvalidInput) says the input is wrong: no retry helps, whatever maxAttempts allows."""
+    bad = Observation(State.failed, reason="InvalidInput", message="shard 0 exited 2: error: model.uri './x': no model")
+    d = plan(spec(maxAttempts=3), at(0, Stage.think), bad, NOW)
+    assert d.actions == ()
+    assert d.status.phase is Phase.failed and d.status.reason == "InvalidInput"
+    assert "model.uri './x'" in d.status.message and "round 0 think" in d.status.message
+
+
 def test_the_last_score_completes_the_run():
     d = plan(spec(), at(2, Stage.score), ok(**SCORE), NOW)
     assert d.actions == () and d.status.phase is Phase.succeeded and d.status.reason == "Completed"
