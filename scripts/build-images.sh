@@ -9,7 +9,7 @@
 #
 # Everything is cached per machine, outside the checkout: container storage (vfs: no overlay mounts needed)
 # under $TPT_CONTAINERS (default ~/.cache/tpt/containers), the base image by a hash of its recipe, build steps by
-# buildah's layer cache. A warm run takes seconds.
+# buildah's layer cache, and a build is skipped when its inputs are those of the image (a label records them).
 #
 # Needs root (debootstrap, chroot, container storage) and Debian's buildah, podman, runc and debootstrap, which it
 # installs when missing. crun, podman's default runtime, fails here on hybrid cgroups: everything uses runc.
@@ -105,10 +105,27 @@ if [ "$revision" != unknown ] &&
 	revision="$revision-dirty"
 fi
 
+# What a build reads: the Dockerfile, the build context (.dockerignore's allow-list), the base and the version.
+inputs() {
+	(
+		cat "$ROOT/$1"
+		podman image inspect --format '{{.Id}}' "$BASE"
+		echo "$VERSION"
+		cd "$ROOT" && find pyproject.toml README.md tpt_stages operator -type f ! -name '*.pyc' \
+			! -path '*__pycache__*' ! -path '*.egg-info*' -print0 | sort -z | xargs -0 sha256sum
+	) | sha256sum | cut -c1-16
+}
+
 build() {
-	local name=$1 dockerfile=$2 start=$SECONDS
+	local name=$1 dockerfile=$2 start=$SECONDS hash
+	hash=$(inputs "$dockerfile")
+	# Even a fully cached buildah build copies every layer on vfs (minutes): skip it when nothing changed.
+	if [ "$(podman image inspect --format '{{ index .Labels "dev.tpt.inputs" }}' "$PREFIX/$name:$VERSION" 2>/dev/null)" = "$hash" ]; then
+		log "$PREFIX/$name:$VERSION is up to date"
+		return
+	fi
 	log "building $PREFIX/$name:$VERSION from $dockerfile"
-	buildah bud --runtime runc --layers --pull=never --quiet \
+	buildah bud --runtime runc --layers --pull=never --quiet --label "dev.tpt.inputs=$hash" \
 		--build-arg PYTHON_IMAGE="$BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
 		-f "$ROOT/$dockerfile" -t "$PREFIX/$name:$VERSION" "$ROOT" >/dev/null
 	log "built $PREFIX/$name:$VERSION in $((SECONDS - start)) s"
