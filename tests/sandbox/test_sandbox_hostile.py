@@ -15,6 +15,7 @@ import secrets
 import socket
 import textwrap
 import time
+from dataclasses import asdict
 from typing import NamedTuple
 
 import pytest
@@ -398,14 +399,7 @@ def suite(request):
     backend = request.param
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    limits = {
-        "timeout_seconds": LIMITS.timeout_seconds,
-        "memory_mb": LIMITS.memory_mb,
-        "max_processes": LIMITS.max_processes,
-        "max_output_bytes": LIMITS.max_output_bytes,
-        "max_file_bytes": LIMITS.max_file_bytes,
-        "max_open_files": LIMITS.max_open_files,
-    }
+    limits = asdict(LIMITS)
     witness = WITNESS.replace("CHECK_SHARED_PLACES", str(backend != "unsafe"))
     out = {}
     with pytest.MonkeyPatch.context() as mp:

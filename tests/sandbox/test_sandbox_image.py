@@ -13,6 +13,7 @@ import json
 import re
 import socket
 import textwrap
+from dataclasses import asdict
 from pathlib import Path
 
 import podman
@@ -67,14 +68,7 @@ def run_suite(image: str) -> dict:
     listener = socket.create_server(("127.0.0.1", 0))  # on the host: out of reach of a pod without a network
     port = listener.getsockname()[1]
     spec = {
-        "limits": {
-            "timeout_seconds": LIMITS.timeout_seconds,
-            "memory_mb": LIMITS.memory_mb,
-            "max_processes": LIMITS.max_processes,
-            "max_output_bytes": LIMITS.max_output_bytes,
-            "max_file_bytes": LIMITS.max_file_bytes,
-            "max_open_files": LIMITS.max_open_files,
-        },
+        "limits": asdict(LIMITS),
         "cases": [
             {
                 "name": c.name,
