@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
@@ -20,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import procgroup
 import requests
 import yaml
 
@@ -201,13 +201,7 @@ def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
 def stop(procs: list[subprocess.Popen]) -> None:
     """SIGTERM in reverse start order (server before etcd), SIGKILL whatever lingers."""
     for proc in reversed(procs):
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        procgroup.stop(proc)
 
 
 def start(d: Path, timeout: float = 60) -> tuple[KubeAPI, list[subprocess.Popen]]:

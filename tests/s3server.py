@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from procgroup import stop
 
 PORT = 8333
 ENDPOINT = f"http://127.0.0.1:{PORT}"
@@ -50,14 +51,3 @@ def start(data_dir: Path, timeout: float = 60) -> subprocess.Popen | None:
                 stop(proc)
                 raise RuntimeError("SeaweedFS did not start serving S3 on :8333") from None
             time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
