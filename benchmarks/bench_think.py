@@ -8,6 +8,10 @@
 - transformers' batched `generate` (the engine for machines without vLLM), for scale.
 
     .venv/bin/python benchmarks/bench_think.py --model tpt-runs/models/arith-tiny [--problems 500 --n 4]
+    python benchmarks/bench_think.py --model /tmp/llama-1b --rows 2,3 --engine transformers --dtype bfloat16
+
+`--engine transformers` makes the stage row sample with transformers (a GPU machine without vLLM; rows 2,3 then
+need no vLLM at all); `--dtype` is the model's dtype in every row (float32 suits CPUs, bfloat16 GPUs).
 
 Every row runs in a fresh process of its own (vLLM keeps memory and threads until its process ends), one after
 the other; load time is reported apart from sampling time, which is what the ratios compare. The stage's
@@ -33,7 +37,7 @@ KV_CACHE_BYTES = 2 << 30  # the stage's CPU default (engines.DEFAULT_CPU_KV_CACH
 TEMPERATURE, TOP_P, SEED = 0.7, 1.0, 0
 
 
-def run_doc(model: str, storage: str, problems: int, n: int, max_tokens: int) -> dict:
+def run_doc(model: str, storage: str, problems: int, n: int, max_tokens: int, engine: str, dtype: str) -> dict:
     """A run whose round-0 think samples exactly the benchmark's prompts: `rounds: 0` samples the test split
     only (evaluation settings), so the stage does the same work as the raw calls."""
     return {
@@ -41,10 +45,10 @@ def run_doc(model: str, storage: str, problems: int, n: int, max_tokens: int) ->
         "kind": "SelfImprovementRun",
         "metadata": {"name": "bench-think"},
         "spec": {
-            "model": {"uri": model, "dtype": "float32"},
+            "model": {"uri": model, "dtype": dtype},
             "task": {"kind": "arith", "generator": {"trainProblems": 1, "testProblems": problems, "seed": 99}},
             "rounds": 0,
-            "think": {"maxTokens": max_tokens, "topP": TOP_P, "seed": SEED},
+            "think": {"maxTokens": max_tokens, "topP": TOP_P, "seed": SEED, "engine": engine},
             "evaluation": {"samples": n, "temperature": TEMPERATURE},
             "storage": {"uri": storage},
         },
@@ -70,13 +74,13 @@ def prompt_ids(model: str, problems_file: Path) -> list[list[int]]:
     ]
 
 
-def measure_raw(model: str, prompts: list[list[int]], n: int, max_tokens: int, engine_kwargs: dict) -> dict:
+def measure_raw(model: str, prompts: list[list[int]], n: int, max_tokens: int, dtype: str, engine_kwargs: dict) -> dict:
     from vllm import LLM, SamplingParams
 
     # decode_after: vLLM returns token ids only, the texts are decoded in one batch at the end (timed too).
     decode_after = engine_kwargs.pop("decode_after", False)
     t0 = time.perf_counter()
-    llm = LLM(model=model, dtype="float32", seed=SEED, kv_cache_memory_bytes=KV_CACHE_BYTES, **engine_kwargs)
+    llm = LLM(model=model, dtype=dtype, seed=SEED, kv_cache_memory_bytes=KV_CACHE_BYTES, **engine_kwargs)
     load = time.perf_counter() - t0
     params = SamplingParams(
         n=n, temperature=TEMPERATURE, top_p=TOP_P, max_tokens=max_tokens, detokenize=not decode_after
@@ -93,7 +97,7 @@ def measure_raw(model: str, prompts: list[list[int]], n: int, max_tokens: int, e
     return {"load_s": load, "sample_s": seconds, "tokens": tokens}
 
 
-def measure_transformers(model: str, prompts_file: Path, n: int, max_tokens: int) -> dict:
+def measure_transformers(model: str, prompts_file: Path, n: int, max_tokens: int, dtype: str) -> dict:
     from tpt_stages.engines import SamplingConfig, open_engine
     from tpt_stages.records import Problem
     from tpt_stages.spec import Task, TaskKind
@@ -102,7 +106,7 @@ def measure_transformers(model: str, prompts_file: Path, n: int, max_tokens: int
     task = get_task(Task(kind=TaskKind.arith))
     problems = [Problem.model_validate_json(line) for line in prompts_file.read_text().splitlines() if line]
     t0 = time.perf_counter()
-    engine = open_engine("transformers", model, dtype="float32", seed=SEED)
+    engine = open_engine("transformers", model, dtype=dtype, seed=SEED)
     load = time.perf_counter() - t0
     t1 = time.perf_counter()
     gens = engine.generate(
@@ -151,13 +155,13 @@ def child(args: argparse.Namespace) -> dict:
     if kind == "stage":
         return measure_stage(workdir / "run.yaml", workdir / "runs" / "bench-think", args.profile)
     if kind == "transformers":
-        return measure_transformers(args.model, problems_file, args.n, args.max_tokens)
+        return measure_transformers(args.model, problems_file, args.n, args.max_tokens, args.dtype)
     prompts = prompt_ids(args.model, problems_file)
     engine_kwargs = json.loads(args.engine_kwargs)
     if engine_kwargs.pop("in_process", False):
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
         engine_kwargs["distributed_executor_backend"] = "uni"
-    return measure_raw(args.model, prompts, args.n, args.max_tokens, engine_kwargs)
+    return measure_raw(args.model, prompts, args.n, args.max_tokens, args.dtype, engine_kwargs)
 
 
 # (label, row kind, vLLM keyword arguments for raw rows)
@@ -179,6 +183,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="passes over the rows; each row reports its best")
     ap.add_argument("--extra", action="append", default=[], help="another raw row: JSON of LLM(...) kwargs")
     ap.add_argument("--profile", help="run the stage row under cProfile, statistics to this file")
+    ap.add_argument("--engine", choices=["vllm", "transformers"], default="vllm", help="the stage row's engine")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    ap.add_argument("--json", help="also write the results to this file")
     ap.add_argument("--row", help=argparse.SUPPRESS)  # internal: measure one row in this process
     ap.add_argument("--workdir", help=argparse.SUPPRESS)
     ap.add_argument("--engine-kwargs", default="{}", help=argparse.SUPPRESS)
@@ -194,7 +201,11 @@ def main() -> None:
         work = Path(tmp)
         spec = work / "run.yaml"
         spec.write_text(
-            yaml.safe_dump(run_doc(args.model, f"file://{work}/runs", args.problems, args.n, args.max_tokens))
+            yaml.safe_dump(
+                run_doc(
+                    args.model, f"file://{work}/runs", args.problems, args.n, args.max_tokens, args.engine, args.dtype
+                )
+            )
         )
         subprocess.run(
             [sys.executable, "-m", "tpt_stages", "prepare", "--round", "0", "--spec", str(spec)],
@@ -208,6 +219,7 @@ def main() -> None:
             for label, kind, kwargs in rows:
                 cmd = [sys.executable, __file__, "--row", kind, "--workdir", tmp, "--model", args.model,
                        "--n", str(args.n), "--max-tokens", str(args.max_tokens), "--engine-kwargs", json.dumps(kwargs),
+                       "--dtype", args.dtype,
                        *(["--profile", str(Path(args.profile).resolve())] if args.profile else [])]  # fmt: skip
                 if kind == "stage":  # a fresh run directory: the stage must compute, not find its commit
                     shutil.rmtree(work / "runs" / "bench-think" / "round-00", ignore_errors=True)
@@ -237,6 +249,10 @@ def main() -> None:
             f"{ratio} |"
         )
     print(json.dumps(results))
+    if args.json:
+        meta = {"machine": platform.machine(), "cores": os.cpu_count(), "problems": args.problems, "n": args.n,
+                "max_tokens": args.max_tokens, "temperature": TEMPERATURE, "engine": args.engine, "dtype": args.dtype}  # fmt: skip
+        Path(args.json).write_text(json.dumps({**meta, "rows": results}, indent=2))
 
 
 if __name__ == "__main__":

@@ -53,9 +53,9 @@ def sft_config_kwargs(cfg: Train, out_dir: str, *, on_gpu: bool, bf16_ok: bool) 
     }
 
 
-def train_sft(model_dir: str, examples: Sequence[Example], cfg: Train, out_dir: str) -> dict[str, Any]:
-    """Fine-tune `model_dir` on `examples`, save the result (model + tokenizer, HF format) into `out_dir`, and
-    return what the train report records."""
+def sft_trainer(model_dir: str, examples: Sequence[Example], cfg: Train, out_dir: str):
+    """The SFTTrainer of the train stage, ready to train: the model in bfloat16 on GPUs (float32 on CPUs), the
+    examples tokenised. benchmarks/bench_train.py draws its reference loop's batches from this trainer."""
     import torch
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -71,7 +71,15 @@ def train_sft(model_dir: str, examples: Sequence[Example], cfg: Train, out_dir: 
         **sft_config_kwargs(cfg, out_dir, on_gpu=on_gpu, bf16_ok=on_gpu and torch.cuda.is_bf16_supported())
     )
     data = Dataset.from_list([{"prompt": e.prompt, "completion": e.completion} for e in examples])
-    trainer = SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+    return SFTTrainer(model=model, args=args, train_dataset=data, processing_class=tokenizer)
+
+
+def train_sft(model_dir: str, examples: Sequence[Example], cfg: Train, out_dir: str) -> dict[str, Any]:
+    """Fine-tune `model_dir` on `examples`, save the result (model + tokenizer, HF format) into `out_dir`, and
+    return what the train report records."""
+    trainer = sft_trainer(model_dir, examples, cfg, out_dir)
+    tokenizer = trainer.processing_class
+    on_gpu = trainer.args.device.type == "cuda"
     tokens = sum(len(ids) for ids in trainer.train_dataset["input_ids"])
 
     t0 = time.monotonic()
