@@ -347,9 +347,10 @@ def _sandbox_job(ctx: _Ctx, res: StageResources) -> dict:
         "grade", ctx.config.sandbox_image, ["python"], phase("grade"), volumeMounts=mounts, resources=_resources(res, 0)
     )
     grade.pop("envFrom", None)
-    # The pod is the outer sandbox (gVisor runtime class); inside it the harness adds per-program rlimits.
+    # The pod is the outer sandbox (gVisor runtime class); inside it the harness, unprivileged, keeps programs in
+    # namespaces of their own (docs/sandbox.md, "In the cluster") and adds per-program rlimits.
     grade["env"] = [e for e in grade["env"] if e["name"] != "AWS_ENDPOINT_URL_S3"]
-    grade["env"].append({"name": "TPT_SANDBOX_BACKEND", "value": "unsafe"})
+    grade["env"].append({"name": "TPT_SANDBOX_BACKEND", "value": "userns"})
     for c in (fetch, upload, grade):
         c["securityContext"] = _restricted()
         # The root filesystem is read-only: caches and HOME live in the /tmp emptyDir.

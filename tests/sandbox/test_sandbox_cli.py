@@ -49,6 +49,8 @@ def test_check_lists_the_backends(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "runsc: works (auto)",
         "bwrap: works",
+        "userns: unavailable (only when asked for: inside a pod's isolation): sandbox backend 'userns' does not "
+        "work on this machine (it needs a user other than root who may create user namespaces, as in a gVisor pod)",
         "unsafe: works (only when asked for: no isolation)",
     ]
 
@@ -64,5 +66,5 @@ def test_a_sandbox_that_runs_nothing_fails_run_and_check(tmp_path, capsys, monke
     assert json.loads(capsys.readouterr().out)["verdict"] == "infra_error"
     assert main(["sandbox", "check"]) == 1
     lines = capsys.readouterr().out.splitlines()
-    assert [line.split(":")[0] for line in lines] == ["runsc", "bwrap", "unsafe"]
+    assert [line.split(":")[0] for line in lines] == ["runsc", "bwrap", "userns", "unsafe"]
     assert lines[0].startswith("runsc: broken (auto): a test program got infra_error: no harness could start")

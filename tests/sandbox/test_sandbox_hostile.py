@@ -121,21 +121,23 @@ CASES = [
         """,
         expected="denied",
     ),
+    # Judged by the effect, not the errno: in a pid namespace of its own (`userns`) the program is PID 1 and its
+    # parent is outside (getppid() is 0), so it may well kill "1" or "2": itself, or its own children. Had it
+    # reached the zygote, the program would die with it (its parent death signal) and the harness after it.
     Case(
         "kill_parent_and_init",
         "correct",
         """
-        import os, signal
-        ok = []
-        for pid in (os.getppid(), 1, 2):
+        import os, signal, time
+        for pid in {os.getppid(), 1, 2} - {0, os.getpid()}:  # 0: its own process group
             try:
                 os.kill(pid, signal.SIGKILL)
-                ok.append(pid)
             except OSError:
                 pass
-        print(ok or "denied")
+        time.sleep(0.2)
+        print(42)
         """,
-        expected="denied",
+        expected="42",
     ),
     # kill(-1) reaches every process of its uid but itself: nothing of the harness.
     Case(
@@ -241,6 +243,7 @@ CASES = [
         stdin="SECRET_PREFIX\n",
         expected=SECRET_ANSWER,
         isolated=True,
+        timeout=5.0,  # in the pod it reads the image's /opt (the grader's libraries) under gVisor: slow when loaded
     ),
     Case(
         "daemon_that_outlives_it",

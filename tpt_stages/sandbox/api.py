@@ -63,7 +63,7 @@ def run_batch(
     job in hand an `infra_error` result (callers retry those) and is replaced; this never raises for a
     program's behaviour and never hangs. Raises SandboxUnavailable if `backend` cannot run here."""
     name = backends.resolve(backend)
-    if name == "unsafe" and os.geteuid() != 0:
+    if name in backends.UNWRAPPED and os.geteuid() != 0:
         # Programs will run under our own uid (no root, no uid drop): without this they could read our
         # memory and environment through /proc/<pid>/{mem,environ}, the tests' expected outputs included.
         prctl(PR_SET_DUMPABLE, 0)

@@ -15,8 +15,12 @@ directories.
   safe because the harness runs every program under a fresh uid of its own and makes itself undumpable, so
   a program can neither signal, trace nor read the harness, the zygote or another program. Needs root for
   the uid drop.
+- `userns`: no wrapper; the harness, unprivileged, puts itself and its programs into namespaces of their own
+  (namespaces.py): programs cannot signal, trace or reach the harness, have no network and a System V IPC
+  namespace each. Never picked by `auto`: programs share the caller's uid and file system, so it is for a
+  harness already inside isolation that holds nothing else (the cluster's verify pod under gVisor). Not as root.
 - `unsafe`: no wrapper, only the harness's own rlimits, uid drop (when root) and process cleanup. Never
-  picked by `auto`; for a harness already inside isolation (the cluster's gVisor pod) or for debugging.
+  picked by `auto`; for debugging.
 
 `auto` picks runsc, then bwrap, and refuses to run code when neither works.
 """
@@ -31,7 +35,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-BACKENDS = ("runsc", "bwrap", "unsafe")
+BACKENDS = ("runsc", "bwrap", "userns", "unsafe")
+# Those that wrap nothing: the harness runs as the caller's process, with the caller's file system.
+UNWRAPPED = ("userns", "unsafe")
 AUTO_ORDER = ("runsc", "bwrap")
 # The harness's environment: nothing of the caller's (tokens, credentials) goes into the sandbox.
 HARNESS_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
@@ -55,14 +61,11 @@ class SandboxUnavailable(RuntimeError):
 
 
 def harness_command(backend: str, limits: dict) -> list[str]:
-    """The argv that starts the harness under `backend` (runsc, bwrap or unsafe); `limits` as in Limits."""
-    # -S: no site-packages, and none of the .pth hooks an installation may carry (this machine's import
-    # certifi at every start: 35 ms); the harness is stdlib-only. -B: it writes no bytecode into the view.
-    root = SOURCE_ROOT if backend == "unsafe" else VIEW_SOURCE_ROOT
-    bootstrap = (
-        f"import sys; sys.path.insert(0, {root!r}); from tpt_stages.sandbox.harness import main; sys.exit(main())"
-    )
-    harness = [PYTHON, "-I", "-S", "-B", "-c", bootstrap, "--limits", json.dumps(limits)]
+    """The argv that starts the harness under `backend` (one of BACKENDS); `limits` as in Limits."""
+    harness = [*_stdlib_python(backend, "from tpt_stages.sandbox.harness import main; sys.exit(main())")]
+    harness += ["--limits", json.dumps(limits)]
+    if backend == "userns":
+        harness.append("--namespaces")
     if backend == "runsc":
         # gVisor's overlay makes the whole view writable (in memory) for everyone: the harness covers /tmp
         # with a root-owned tmpfs before it makes the programs' directories there.
@@ -70,9 +73,18 @@ def harness_command(backend: str, limits: dict) -> list[str]:
     return wrap(backend, harness, limits["memory_mb"])
 
 
+def _stdlib_python(backend: str, code: str) -> list[str]:
+    """The argv that runs `code` (after `import sys`) on the base interpreter, with tpt_stages importable."""
+    # -S: no site-packages, and none of the .pth hooks an installation may carry (this machine's import
+    # certifi at every start: 35 ms); the harness is stdlib-only. -B: it writes no bytecode into the view.
+    root = SOURCE_ROOT if backend in UNWRAPPED else VIEW_SOURCE_ROOT
+    return [PYTHON, "-I", "-S", "-B", "-c", f"import sys; sys.path.insert(0, {root!r}); {code}"]
+
+
 def wrap(backend: str, argv: list[str], tmp_mb: int = 64) -> list[str]:
-    """`argv` run under `backend`, with a /tmp of `tmp_mb` MB (the harness's programs' directories)."""
-    if backend == "unsafe":
+    """`argv` run under `backend`, with a /tmp of `tmp_mb` MB (the harness's programs' directories); as it is
+    for `userns` and `unsafe` (the harness enters the namespaces of `userns` itself)."""
+    if backend in UNWRAPPED:
         return argv
     if backend == "bwrap":
         caps = ["--cap-drop", "ALL"] + [arg for cap in _BWRAP_CAPS for arg in ("--cap-add", cap)]
@@ -132,14 +144,21 @@ def _bind_traversable(source: str, dest: str) -> list[str]:
 def _works(backend: str) -> bool:
     if backend == "unsafe":
         return True
-    if shutil.which("bwrap") is None:
-        return False
-    if backend == "runsc" and (os.geteuid() != 0 or shutil.which("runsc") is None):
-        return False
-    try:
-        done = subprocess.run(
-            wrap(backend, ["/bin/true"]), env=HARNESS_ENV, capture_output=True, timeout=_PROBE_SECONDS
+    if backend == "userns":
+        if os.geteuid() == 0:
+            return False
+        flags = "n.CLONE_NEWPID | n.CLONE_NEWIPC | n.CLONE_NEWNET"  # what the harness enters
+        argv = _stdlib_python(
+            backend, f"from tpt_stages.sandbox import namespaces as n; n.enter_user_namespace({flags})"
         )
+    else:
+        if shutil.which("bwrap") is None:
+            return False
+        if backend == "runsc" and (os.geteuid() != 0 or shutil.which("runsc") is None):
+            return False
+        argv = wrap(backend, ["/bin/true"])
+    try:
+        done = subprocess.run(argv, env=HARNESS_ENV, capture_output=True, timeout=_PROBE_SECONDS)
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
@@ -147,12 +166,13 @@ def _works(backend: str) -> bool:
 
 def available_backends() -> list[str]:
     """The backends that work on this machine, strongest first (`unsafe` always, last). Probed once per
-    process: runsc and bwrap are each started once on /bin/true."""
+    process: runsc and bwrap are each started once on /bin/true, and a process enters the namespaces of
+    `userns`."""
     return [b for b in BACKENDS if _works(b)]
 
 
 def resolve(backend: str) -> str:
-    """The backend to use for `backend` (auto, runsc, bwrap, unsafe); raises SandboxUnavailable."""
+    """The backend to use for `backend` (auto or one of BACKENDS); raises SandboxUnavailable."""
     if backend == "auto":
         for candidate in AUTO_ORDER:
             if _works(candidate):
@@ -165,6 +185,10 @@ def resolve(backend: str) -> str:
     if backend not in BACKENDS:
         raise ValueError(f"unknown sandbox backend {backend!r} (auto or one of {', '.join(BACKENDS)})")
     if not _works(backend):
-        need = "root, runsc and bwrap" if backend == "runsc" else "bwrap"
+        need = {
+            "runsc": "root, runsc and bwrap",
+            "bwrap": "bwrap",
+            "userns": "a user other than root who may create user namespaces, as in a gVisor pod",
+        }[backend]
         raise SandboxUnavailable(f"sandbox backend {backend!r} does not work on this machine (it needs {need})")
     return backend

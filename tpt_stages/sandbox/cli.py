@@ -79,6 +79,12 @@ _CHECK_PROGRAM = "a, b = map(int, input().split())\nprint(a + b)\n"
 _CHECK_TEST = TestCase(input="20 22\n", output="42\n")
 
 
+_ONLY_WHEN_ASKED = {
+    "userns": " (only when asked for: inside a pod's isolation)",
+    "unsafe": " (only when asked for: no isolation)",
+}
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     from tpt_stages.sandbox import Limits, ProgramJob, run_batch
     from tpt_stages.sandbox.backends import resolve
@@ -89,7 +95,7 @@ def cmd_check(args: argparse.Namespace) -> int:
         auto, why_no_auto = None, str(e)
     auto_works = False
     for backend in BACKENDS:
-        note = " (auto)" if backend == auto else " (only when asked for: no isolation)" if backend == "unsafe" else ""
+        note = " (auto)" if backend == auto else _ONLY_WHEN_ASKED.get(backend, "")
         try:
             (result,), _ = run_batch([ProgramJob(_CHECK_PROGRAM, [_CHECK_TEST])], Limits(), backend)
         except SandboxUnavailable as e:

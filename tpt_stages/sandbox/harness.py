@@ -78,14 +78,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--limits", required=True, help="JSON object, the fields of sandbox.Limits")
     parser.add_argument("--tmpfs", action="append", default=[], help="mount a root-owned tmpfs here first (root only)")
+    parser.add_argument(
+        "--namespaces", action="store_true", help="keep programs in namespaces of their own (namespaces.py; not root)"
+    )
     args = parser.parse_args(argv)
     limits = json.loads(args.limits)
     _scrub_environment()
-    prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs come back to us (procs.py)
+    if not args.namespaces:  # else each program is PID 1 of a pid namespace, its orphans' reaper (namespaces.py)
+        prctl(PR_SET_CHILD_SUBREAPER, 1)  # orphans of programs come back to us (procs.py)
     prctl(PR_SET_DUMPABLE, 0)  # no same-uid process may trace us or read /proc/<us>/{mem,environ,fd}
     for path in args.tmpfs:
         _mount_tmpfs(path, limits["memory_mb"])
-    zygote = Zygote(PROGRAM_ENV)  # before any job is read: see zygote.py
+    zygote = Zygote(PROGRAM_ENV, args.namespaces)  # before any job is read: see zygote.py
     root = os.geteuid() == 0
     uid_base = UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0] - (1 << 20)) if root else None
     base = tempfile.mkdtemp(prefix="tpt-sandbox-", dir="/tmp")
@@ -197,9 +201,9 @@ def run_test(
         os.chown(workdir, uid, uid)
     run = Run()
     ctl, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-    in_r, in_w = os.pipe()
-    out_r, out_w = os.pipe()
-    err_r, err_w = os.pipe()
+    in_r, in_w = _channel()
+    out_r, out_w = _channel()
+    err_r, err_w = _channel()
     request = {
         "cwd": workdir,
         "uid": uid,
@@ -355,6 +359,15 @@ class _Exchange:
     def _exited(self) -> None:
         self.exited = True
         self.deadline = time.monotonic() + DRAIN_SECONDS
+
+
+def _channel() -> tuple[int, int]:
+    """(read end, write end) of a program's stdin, stdout or stderr: a socket pair, not a pipe, since a process
+    of the same uid could reopen a pipe through /proc/<pid>/fd (gVisor allows it), and a socket it cannot."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    a.shutdown(socket.SHUT_WR)
+    b.shutdown(socket.SHUT_RD)
+    return a.detach(), b.detach()
 
 
 def _recv_ready(ctl: socket.socket) -> bool:

@@ -1,5 +1,9 @@
 """One harness process under a backend, seen from the caller: start it, hand it jobs, read its results,
-and kill it (with its whole sandbox) when it fails or overruns. Every wait has a deadline."""
+and kill it (with its whole sandbox) when it fails or overruns. Every wait has a deadline.
+
+The harness's stdin, stdout and stderr are sockets, not pipes: where programs share our uid (the `userns`
+backend in the verify pod), a pipe of ours could be reopened through /proc/<pid>/fd and carry forged results;
+a socket cannot be reopened."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import time
 
@@ -25,18 +30,26 @@ class HarnessFailed(RuntimeError):
 
 class Session:
     def __init__(self, backend: str, limits: dict) -> None:
-        self.proc = subprocess.Popen(
-            harness_command(backend, limits),
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=HARNESS_ENV,
-            start_new_session=True,  # one killpg takes runsc or bwrap and everything under it
-        )
-        assert self.proc.stdin and self.proc.stdout and self.proc.stderr
-        self.stdin, self.stdout, self.stderr = self.proc.stdin, self.proc.stdout, self.proc.stderr
-        for f in (self.stdin, self.stdout, self.stderr):
-            os.set_blocking(f.fileno(), False)
+        ours, theirs = zip(*(socket.socketpair() for _ in range(3)), strict=True)
+        try:
+            self.proc = subprocess.Popen(
+                harness_command(backend, limits),
+                stdin=theirs[0].fileno(),
+                stdout=theirs[1].fileno(),
+                stderr=theirs[2].fileno(),
+                env=HARNESS_ENV,
+                start_new_session=True,  # one killpg takes runsc or bwrap and everything under it
+            )
+        except OSError:
+            for s in ours:
+                s.close()
+            raise
+        finally:
+            for s in theirs:
+                s.close()
+        self.stdin, self.stdout, self.stderr = ours
+        for s in ours:
+            s.setblocking(False)
         self._lines = bytearray()
         self._stderr_tail = bytearray()
         try:
@@ -90,13 +103,16 @@ class Session:
                             n = os.write(self.stdin.fileno(), pending[: 1 << 16])
                         except BlockingIOError:
                             continue
-                        except BrokenPipeError:
+                        except (BrokenPipeError, ConnectionResetError):
                             raise HarnessFailed(f"the harness died; stderr: {self._tail()}") from None
                         pending = pending[n:]
                         if not pending:
                             sel.unregister(self.stdin)
                         continue
-                    chunk = os.read(key.fd, 1 << 16)
+                    try:
+                        chunk = os.read(key.fd, 1 << 16)
+                    except ConnectionResetError:
+                        chunk = b""
                     if key.fileobj is self.stderr:
                         self._stderr_tail += chunk
                         del self._stderr_tail[:-_STDERR_KEEP]

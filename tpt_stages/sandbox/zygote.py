@@ -42,6 +42,7 @@ import sys
 import traceback
 import types
 
+from tpt_stages.sandbox import namespaces
 from tpt_stages.sandbox.procs import PR_SET_DUMPABLE, PR_SET_NO_NEW_PRIVS, PR_SET_PDEATHSIG, prctl
 
 # What contest programs commonly import, loaded once here instead of once per test. Not more: under gVisor a
@@ -59,13 +60,17 @@ READY = b"R"
 CLONE_NEWIPC = 0x08000000
 _libc = ctypes.CDLL(None, use_errno=True)
 _MAX_MESSAGE = 1 << 16
+# In namespaces of its own (the `userns` backend): set by serve() from its argv.
+_isolated = False
 
 
 class Zygote:
     """The harness's handle on the fork server."""
 
-    def __init__(self, env: dict[str, str]) -> None:
-        """Start the fork server with `env` as its (and so every program's) whole environment."""
+    def __init__(self, env: dict[str, str], isolated: bool = False) -> None:
+        """Start the fork server with `env` as its (and so every program's) whole environment. `isolated`: it
+        enters a user and a network namespace of its own and starts each child in new pid and IPC namespaces
+        (namespaces.py)."""
         import subprocess  # here, not at the top: the zygote itself stays small (see PRELOAD)
 
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -73,7 +78,17 @@ class Zygote:
         code = f"import sys; sys.path.insert(0, {root!r}); from tpt_stages.sandbox.zygote import serve; serve()"
         with child:
             self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-S", "-B", "-c", code, str(child.fileno()), str(os.getpid())],
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-B",
+                    "-c",
+                    code,
+                    str(child.fileno()),
+                    str(os.getpid()),
+                    str(int(isolated)),
+                ],
                 pass_fds=[child.fileno()],
                 stdin=subprocess.DEVNULL,  # the harness's stdin carries jobs and its stdout results
                 stdout=subprocess.DEVNULL,
@@ -95,12 +110,16 @@ class Zygote:
 
 
 def serve() -> None:
-    """The zygote's main (argv: the socket's descriptor, the harness's pid)."""
+    """The zygote's main (argv: the socket's descriptor, the harness's pid, 1 if isolated)."""
+    global _isolated
     try:
         sock = socket.socket(fileno=int(sys.argv[1]))
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != int(sys.argv[2]):  # the harness died before the prctl
             os._exit(1)
+        _isolated = sys.argv[3] == "1"
+        if _isolated:  # while still dumpable: the uid and gid maps are files of our /proc/self
+            namespaces.enter_user_namespace(namespaces.CLONE_NEWNET)
         prctl(PR_SET_DUMPABLE, 0)  # exec made us dumpable again; a program of the same uid must not trace us
         for name in PRELOAD:
             importlib.import_module(name)
@@ -114,7 +133,9 @@ def serve() -> None:
                 os._exit(0)
             _reap_strays()
             try:
-                pid = os.fork()
+                pid = (
+                    namespaces.fork_into(namespaces.CLONE_NEWPID | namespaces.CLONE_NEWIPC) if _isolated else os.fork()
+                )
             except OSError as e:
                 for fd in fds:
                     os.close(fd)
@@ -145,7 +166,7 @@ def _reap_strays() -> None:
 
 
 def _child(request: dict, fds: list[int]) -> None:
-    zygote_pid = os.getppid()
+    zygote_pid = os.getppid()  # 0 when isolated: the zygote is outside our pid namespace
     try:
         control, stdin, stdout, stderr = fds
         os.setsid()  # own session and process group, no controlling terminal
@@ -167,6 +188,8 @@ def _child(request: dict, fds: list[int]) -> None:
             os.setgroups([])
             os.setresgid(uid, uid, uid)
             os.setresuid(uid, uid, uid)
+        elif _isolated:
+            namespaces.drop_capabilities()  # those our user namespace gave the zygote
         prctl(PR_SET_NO_NEW_PRIVS, 1)  # no setuid binary can give privileges back
         prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # set after setuid, which clears it
         prctl(PR_SET_DUMPABLE, 1)  # the uid change cleared it; the program may read its own /proc/self
