@@ -82,6 +82,10 @@ class VLLMEngine:
             # with the GPU's work.
             os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             kwargs["distributed_executor_backend"] = "uni"
+            # vLLM cuts torch to one thread for serving unless OMP_NUM_THREADS is set, which suits an engine core
+            # in a process of its own; here nothing else wants the other cores. Measured on 2 cores (2,000
+            # prompts x 2 of the quick start): 3,900-4,300 -> 5,400-6,100 tokens/s.
+            os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
         self.llm = LLM(
             model=model_dir,
             dtype=_resolve_dtype(dtype),
