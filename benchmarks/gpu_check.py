@@ -245,8 +245,11 @@ def environment() -> dict:
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     env |= json.loads(probe.stdout) if probe.returncode == 0 else {"cuda": False, "torch_error": probe.stderr[-2000:]}
-    git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
-    env["commit"] = git.stdout.strip() or None
+    try:  # a copied checkout may come without .git, a bare machine without git
+        git = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
+        env["commit"] = git.stdout.strip() or None
+    except OSError:
+        env["commit"] = None
     return env
 
 
