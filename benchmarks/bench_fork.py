@@ -8,6 +8,12 @@ nothing preloaded and with the zygote's PRELOAD, bare and inside `runsc do` (the
 the host's file system instead of the sandbox's minimal view, which does not change what a fork costs); and,
 where `cc` exists, a small C program for comparison: what a fork costs when neither side touches memory after
 it, and when the child writes to 1,000 or 5,000 pages of its parent's heap (copy-on-write).
+
+    python benchmarks/bench_fork.py --namespaces [--n 100]     # inside the verify pod (docs/benchmarks.md)
+
+`--namespaces` instead times, in this process, what the `userns` zygote does per test against a plain fork:
+after its user and network namespaces and with its PRELOAD, `fork_into(CLONE_NEWPID | CLONE_NEWIPC)` and
+`os.fork()`, interleaved over three rounds. Run it where `userns` works: not as root.
 """
 
 from __future__ import annotations
@@ -75,10 +81,43 @@ def timed(argv: list[str], backend: str | None) -> tuple[str, str]:
     return ms, maps
 
 
+def fork_into_namespaces(n: int) -> None:
+    import gc
+    import importlib
+    import time
+
+    from tpt_stages.sandbox import namespaces
+    from tpt_stages.sandbox.zygote import PRELOAD
+
+    for name in PRELOAD:
+        importlib.import_module(name)
+    gc.freeze()
+    namespaces.enter_user_namespace(namespaces.CLONE_NEWNET)  # as the zygote starts
+    forks = {
+        "os.fork()": os.fork,
+        "fork_into(NEWPID, NEWIPC)": lambda: namespaces.fork_into(namespaces.CLONE_NEWPID | namespaces.CLONE_NEWIPC),
+    }
+    print(f"{n} forks each, Python {sys.version.split()[0]}, {len(os.sched_getaffinity(0))} CPUs")
+    print("| round | fork | ms/fork |\n|---:|---|---:|")
+    for round_ in range(3):
+        for label, fork in forks.items():
+            start = time.perf_counter()
+            for _ in range(n):
+                pid = fork()
+                if pid == 0:
+                    os._exit(0)
+                os.waitpid(pid, 0)
+            print(f"| {round_ + 1} | {label} | {(time.perf_counter() - start) / n * 1000:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=100, help="forks per measurement (default: 100)")
+    parser.add_argument("--namespaces", action="store_true", help="time the userns zygote's fork (not as root)")
     args = parser.parse_args()
+    if args.namespaces:
+        fork_into_namespaces(args.n)
+        return
     where = [None] + (["runsc"] if "runsc" in available_backends() else [])
     rows = []
     for label, preload in (

@@ -5,8 +5,9 @@
 - bare: one interpreter subprocess per program, as many at a time as there are CPUs, no isolation at all:
   (1) the harness's interpreter with -I -S, as the harness runs it (the fastest start it has), and, when
   Debian's /usr/bin/python3 is another interpreter, (2) that one as a naive grader would run it.
-- harness (unsafe / bwrap / runsc): `run_batch`, one harness per CPU, each started once for the whole batch,
-  programs forked from its warm zygote.
+- harness (unsafe / bwrap / userns / runsc): `run_batch`, one harness per CPU, each started once for the whole
+  batch, programs forked from its warm zygote. `--backends userns` inside the sandbox image run as the verify
+  pod (docs/benchmarks.md gives the podman command) measures the pod's own way.
 - one sandbox per program (bwrap / runsc): a fresh sandbox and interpreter for every program, run on a
   smaller batch (`--per-program-n`), since it is the slow way: it shows why batching matters.
 
@@ -78,16 +79,17 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1000, help="programs in the batch (default: 1000)")
     parser.add_argument("--per-program-n", type=int, default=40, help="programs for one-sandbox-per-program")
     parser.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default: 5)")
+    parser.add_argument("--backends", help="comma-separated backends to measure (default: every one that works)")
     args = parser.parse_args()
     jobs, few = batch(args.n), batch(args.per_program_n)
-    backends = available_backends()
+    backends = args.backends.split(",") if args.backends else available_backends()
     modes: list[tuple[str, list[ProgramJob], Callable[[list[ProgramJob]], float]]] = [
         (f"bare 1: `{PYTHON} -I -S`", jobs, lambda js: run_wrapped(js, None))
     ]
     debian = "/usr/bin/python3"
     if os.path.exists(debian) and os.path.realpath(debian) != PYTHON:
         modes.append((f"bare 2: `{debian} -I`", jobs, lambda js: run_wrapped(js, None, (debian, "-I"))))
-    for backend in ("unsafe", "bwrap", "runsc"):
+    for backend in ("unsafe", "bwrap", "userns", "runsc"):
         if backend in backends:
             modes.append((f"harness, {backend}", jobs, lambda js, b=backend: run_harness(js, b)))
     for backend in ("bwrap", "runsc"):
