@@ -14,7 +14,8 @@ Each test runs in a child of the zygote (zygote.py) in its own session, under rl
 directory, with a cleared environment and, when the harness is root, as a fresh unprivileged uid per program
 (root inside runsc or bwrap could read the host's /etc/shadow, and a shared uid could signal or trace the
 harness). After each test every process the program left is killed (procs.py) and its directory removed.
-The harness itself is a child subreaper, undumpable, and zeroes the environment it was started with.
+The harness itself is a child subreaper (`--namespaces`: each program is PID 1 of a pid namespace of its own
+instead, namespaces.py), undumpable, and zeroes the environment it was started with.
 
 Policy: a program stops at its first failed test, since the verdict is then known: `correct` when every test
 passes, else that of the first test that failed. Most wrong programs fail the first test, so this is what makes

@@ -5,7 +5,9 @@ The harness is a child subreaper: an orphan is re-parented to the harness instea
 process a program ever started stays a descendant of the harness until it is reaped. Cleanup therefore kills
 every process of the program's own uid (when the harness is root and drops each program to a fresh uid) or
 else every descendant but the zygote, and repeats until a scan of /proc finds none: a process forked between
-a scan and the kill is found by the next scan, and RLIMIT_NPROC bounds how many there can be.
+a scan and the kill is found by the next scan, and RLIMIT_NPROC bounds how many there can be. With the `userns`
+backend the harness is no subreaper (gVisor allows that only to a pid namespace's init): each program is the
+init of a pid namespace of its own instead, so its orphans are re-parented to it and stay descendants too.
 
 Stdlib-only: runs inside the sandbox.
 """
