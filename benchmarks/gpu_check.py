@@ -196,12 +196,14 @@ def quickstart_round(c: Checker) -> Result:
         f"{reports.get('round-01/model', {}).get('tokens_per_second', '-')} tok/s"
     )
     if rc != 0 or status.get("phase") != "Succeeded":
+        data["stage_log_tails"] = _log_tails(run_dir / "logs")  # the run's folder goes with the check's
         reason = f"tpt run exited {rc}: {status.get('message', '')}"[:2000]
         return Result("quickstart-round", "failed", summary=summary, reason=reason, data=data)
     data["accelerate_train"] = again = _train_under_accelerate(c, run_dir)
     if again["exit_status"] != 0 or (again["report"] or {}).get("device") != ("cuda" if c.gpu else "cpu"):
+        status = "timed_out" if again["exit_status"] is None else "failed"
         reason = f"the train stage under accelerate launch: exit {again['exit_status']}, report {again['report']}"
-        return Result("quickstart-round", "failed", summary=summary, reason=reason, data=data)
+        return Result("quickstart-round", status, summary=summary, reason=reason, data=data)
     summary += f"; again under accelerate launch: {again['report']['tokens_per_second']} tok/s"
     return Result("quickstart-round", "passed", summary=summary, data=data)
 
@@ -217,6 +219,10 @@ def _train_under_accelerate(c: Checker, run_dir: Path) -> dict:
                   "-m", "tpt_stages", "train", "--round", "0", "--spec", f"file://{run_dir}/spec.yaml")  # fmt: skip
     committed = model / "_SUCCESS.json"
     return {"exit_status": rc, "report": json.loads(committed.read_text())["report"] if committed.exists() else None}
+
+
+def _log_tails(logs: Path, lines: int = 60) -> dict:
+    return {f.name: f.read_text(errors="replace").splitlines()[-lines:] for f in sorted(logs.glob("*.log"))}
 
 
 def _stage_reports(run_dir: Path) -> dict:
