@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +30,7 @@ from tpt_operator import GROUP, VERSION
 from tpt_operator.config import OperatorConfig
 from tpt_stages.layout import Stage
 from tpt_stages.planner import Launch, StageRef
+from tpt_stages.sandbox import program_root
 from tpt_stages.spec import KIND, SelfImprovementRun, StageResources, TaskKind, dumps
 
 MAX_NAME = 63
@@ -49,6 +51,8 @@ BACKOFF_LIMIT = 1
 CACHE_DIR = "/var/cache/tpt"
 CLEANUP = "delete-storage"  # the cleanup Job's name suffix and its tpt.dev/stage label
 WORKDIR = "/work"
+# Program slots (harnesses at once) in a verify pod whose spec names no CPU count.
+SANDBOX_SLOTS = 4
 
 
 def job_name(run_name: str, ref: StageRef) -> str:
@@ -347,6 +351,12 @@ def _sandbox_job(ctx: _Ctx, res: StageResources) -> dict:
         "grade", ctx.config.sandbox_image, ["python"], phase("grade"), volumeMounts=mounts, resources=_resources(res, 0)
     )
     grade.pop("envFrom", None)
+    # Each harness of the grade phase chroots its programs into the image's program root and runs them in a slot
+    # of its own there, an emptyDir (program_root.py): one per CPU, as the grade phase runs one harness per CPU.
+    slots = [f"slot-{i}" for i in range(_whole_cpus(res.cpu))]
+    grade["volumeMounts"] += [
+        {"name": s, "mountPath": f"{program_root.PROGRAM_ROOT}{program_root.WORK}/{i}"} for i, s in enumerate(slots)
+    ]
     # The pod is the outer sandbox (gVisor runtime class); inside it the harness, unprivileged, keeps programs in
     # namespaces of their own (docs/sandbox.md, "In the cluster") and adds per-program rlimits.
     grade["env"] = [e for e in grade["env"] if e["name"] != "AWS_ENDPOINT_URL_S3"]
@@ -367,7 +377,7 @@ def _sandbox_job(ctx: _Ctx, res: StageResources) -> dict:
         },
         "initContainers": [fetch, upload],
         "containers": [grade],
-        "volumes": [{"name": "work", "emptyDir": {}}, {"name": "tmp", "emptyDir": {}}],
+        "volumes": [{"name": v, "emptyDir": {}} for v in ("work", "tmp", *slots)],
         **_placement(ctx, res, False),
     }
     if ctx.config.sandbox_runtime_class_name:
@@ -375,6 +385,17 @@ def _sandbox_job(ctx: _Ctx, res: StageResources) -> dict:
     job = ctx.job(pod, res, indexed=True, completions=ctx.action.shards)
     job["spec"]["template"]["metadata"]["labels"][LABEL_SANDBOX] = "true"
     return job
+
+
+def _whole_cpus(quantity: str | None) -> int:
+    """A CPU quantity ("2", "1.5", "500m") rounded up to whole CPUs; SANDBOX_SLOTS without one."""
+    if quantity is None:
+        return SANDBOX_SLOTS
+    try:
+        cpus = float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    except ValueError:
+        raise ValueError(f"resources.verify.cpu: {quantity!r} is not a CPU quantity (such as 4 or 500m)") from None
+    return max(1, math.ceil(cpus))
 
 
 def service_name(job: str) -> str:

@@ -50,7 +50,8 @@ def test_check_lists_the_backends(capsys):
         "runsc: works (auto)",
         "bwrap: works",
         "userns: unavailable (only when asked for: inside a pod's isolation): sandbox backend 'userns' does not "
-        "work on this machine (it needs a user other than root who may create user namespaces, as in a gVisor pod)",
+        "work on this machine (it needs a user other than root who may create user namespaces and the sandbox "
+        "image's program root at /opt/tpt-program-root with a slot mounted, as in the verify pod)",
         "unsafe: works (only when asked for: no isolation)",
     ]
 

@@ -95,20 +95,6 @@ def run_suite(image: str) -> dict:
     return json.loads(out.splitlines()[-1])
 
 
-# The defect that remains in the pod (docs/sandbox.md, "Known limits"): programs share the grade process's uid and
-# its file system, and gVisor refuses mount(2) in an unprivileged user namespace, so nothing hides the pod's /proc
-# (the grade process's stdout and stderr, the pod's log, can be reopened through /proc/1/fd) or its writable
-# directories (/tmp, /dev/shm, the emptyDirs). The cases that show it, and those whose witness then finds what an
-# earlier one left there. Strict: the fix must remove them from this list.
-SHARED_FILE_SYSTEM = {
-    "tamper_with_results",
-    "write_outside_its_directory",
-    "connect_to_the_network",
-    "leave_ipc_and_shm_behind",
-    "starts_in_an_empty_directory",
-}
-
-
 def test_the_harness_runs_as_the_verify_pod_says(suite):
     _, grade = verify_pod("sandbox")
     backend = {e["name"]: e.get("value") for e in grade["env"]}["TPT_SANDBOX_BACKEND"]
@@ -118,16 +104,7 @@ def test_the_harness_runs_as_the_verify_pod_says(suite):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(c, marks=pytest.mark.xfail(strict=True, reason="programs share the pod's file system"))
-        if c.name in SHARED_FILE_SYSTEM
-        else c
-        for c in CASES
-    ],
-    ids=[c.name for c in CASES],
-)
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_hostile_program_in_the_image(suite, case: Case):
     result, witness, took = suite["results"][case.name]
     assert result["verdict"] in case.verdict.split("|"), result
@@ -191,3 +168,42 @@ def test_the_grade_command_the_pod_runs_starts(image):
         "run", *options, image, *grade["args"], "--help", runtime=podman.runtime_of(pod), check=False, timeout=300
     )
     assert done.returncode == 0 and "--phase" in done.stdout, done.stdout + done.stderr
+
+
+def test_programs_see_the_program_root_and_nothing_of_the_pod(image):
+    """Through the grade phase's own entry point (run_batch, one harness per slot), programs are chroot'ed into
+    the image's program root: no /proc, no /dev, none of the pod's directories, and the standard library works."""
+    program = textwrap.dedent(
+        """
+        import ctypes, decimal, fractions, hashlib, json, os, sqlite3, statistics, subprocess, sys
+        seen = [sorted(os.listdir("/")), os.listdir("/proc"), os.listdir("/dev"), os.listdir("/tmp"), os.getcwd()]
+        seen.append(subprocess.run(["sh", "-c", "echo $((6 * 7))"], capture_output=True, text=True).stdout.strip())
+        print(json.dumps(seen))
+        """
+    )
+    out = in_pod(
+        image,
+        "-c",
+        textwrap.dedent(
+            f"""
+            import json
+            from tpt_stages.records import TestCase
+            from tpt_stages.sandbox import ProgramJob, run_batch
+            job = ProgramJob({program!r}, [TestCase(input="", output="")])
+            results, backend = run_batch([job] * 6, backend="userns")
+            print(json.dumps([backend, [r.stdout_tail for r in results], [r.verdict for r in results]]))
+            """
+        ),
+    )
+    backend, tails, _ = json.loads(out.splitlines()[-1])
+    assert backend == "userns"
+    for tail in tails:
+        top, proc, dev, tmp, cwd, shell = json.loads(tail)
+        # etc: Debian's python links its sitecustomize there; lib64 and the others: merged /usr's links.
+        assert (
+            {"proc", "dev", "tmp", "usr", "work"}
+            <= set(top)
+            <= {"proc", "dev", "tmp", "usr", "work", "etc", "bin", "sbin", "lib", "lib32", "lib64", "libx32"}
+        ), top
+        assert proc == dev == tmp == [] and shell == "42"
+        assert cwd in {f"/work/{i}" for i in range(4)}, cwd  # a slot of the pod's (examples/codecontests.yaml: 4 CPUs)

@@ -117,6 +117,26 @@ def test_code_verify_pods_are_sandboxes_whose_grader_holds_no_credentials():
     assert [c["args"][c["args"].index("--phase") + 1] for c in (fetch, upload, grade)] == ["fetch", "upload", "grade"]
 
 
+@pytest.mark.parametrize(("cpu", "slots"), [(None, 4), ("3", 3), ("1.5", 2), ("500m", 1)])
+def test_code_verify_grader_has_a_program_slot_per_cpu_in_the_program_root(cpu, slots):
+    """One emptyDir per harness (one harness per CPU) at the image's program root, where programs are chroot'ed."""
+    spec = body(kind="code", resources={"verify": {"cpu": cpu}} if cpu else {})
+    pod = _pod(build(spec, Launch(StageRef(0, Stage.verify, 0), 1), CONFIG)[0])
+    (grade,) = pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in grade["volumeMounts"]}
+    want = {f"slot-{i}": f"/opt/tpt-program-root/work/{i}" for i in range(slots)}
+    assert {n: p for n, p in mounts.items() if n.startswith("slot-")} == want
+    assert all(f"slot-{i}" in {v["name"] for v in pod["volumes"] if "emptyDir" in v} for i in range(slots))
+    assert all(not m["name"].startswith("slot-") for c in pod["initContainers"] for m in c["volumeMounts"])
+
+
+def test_code_verify_with_a_cpu_count_that_is_not_one_says_so():
+    with pytest.raises(ValueError, match=r"resources\.verify\.cpu: '4 cores' is not a CPU quantity"):
+        build(
+            body(kind="code", resources={"verify": {"cpu": "4 cores"}}), Launch(StageRef(0, Stage.verify, 0), 1), CONFIG
+        )
+
+
 def test_math_verify_is_a_plain_cpu_indexed_job():
     job = build(*CASES["verify-math"], CONFIG)[0]
     pod = _pod(job)

@@ -74,7 +74,7 @@ def run_batch(
     errors: list[str] = []
     workers = [
         threading.Thread(target=_work, args=(name, asdict(limits), jobs, todo, results, errors), daemon=True)
-        for _ in range(min(len(jobs), len(os.sched_getaffinity(0))))
+        for _ in range(min(len(jobs), len(os.sched_getaffinity(0)), backends.slots(name) or len(jobs)))
     ]
     for w in workers:
         w.start()

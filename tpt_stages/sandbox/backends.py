@@ -16,9 +16,11 @@ directories.
   a program can neither signal, trace nor read the harness, the zygote or another program. Needs root for
   the uid drop.
 - `userns`: no wrapper; the harness, unprivileged, puts itself and its programs into namespaces of their own
-  (namespaces.py): programs cannot signal, trace or reach the harness, have no network and a System V IPC
-  namespace each. Never picked by `auto`: programs share the caller's uid and file system, so it is for a
-  harness already inside isolation that holds nothing else (the cluster's verify pod under gVisor). Not as root.
+  (namespaces.py) and chroots each program into the sandbox image's program root (program_root.py):
+  programs cannot signal, trace or reach the harness, have no network, a System V IPC namespace each, and see
+  only the standard library and their own directory. Never picked by `auto`: programs share the caller's uid,
+  so it is for a harness already inside isolation that holds nothing else (the cluster's verify pod under
+  gVisor), and it needs the image's tree with a slot per harness. Not as root.
 - `unsafe`: no wrapper, only the harness's own rlimits, uid drop (when root) and process cleanup. Never
   picked by `auto`; for debugging.
 
@@ -34,6 +36,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from tpt_stages.sandbox import program_root
 
 BACKENDS = ("runsc", "bwrap", "userns", "unsafe")
 # Those that wrap nothing: the harness runs as the caller's process, with the caller's file system.
@@ -65,7 +69,7 @@ def harness_command(backend: str, limits: dict) -> list[str]:
     harness = [*_stdlib_python(backend, "from tpt_stages.sandbox.harness import main; sys.exit(main())")]
     harness += ["--limits", json.dumps(limits)]
     if backend == "userns":
-        harness.append("--namespaces")
+        harness += ["--namespaces", "--root", program_root.PROGRAM_ROOT]
     if backend == "runsc":
         # gVisor's overlay makes the whole view writable (in memory) for everyone: the harness covers /tmp
         # with a root-owned tmpfs before it makes the programs' directories there.
@@ -147,6 +151,8 @@ def _works(backend: str) -> bool:
     if backend == "userns":
         if os.geteuid() == 0:
             return False
+        if not slots(backend):
+            return False
         flags = "n.CLONE_NEWPID | n.CLONE_NEWIPC | n.CLONE_NEWNET"  # what the harness enters
         argv = _stdlib_python(
             backend, f"from tpt_stages.sandbox import namespaces as n; n.enter_user_namespace({flags})"
@@ -162,6 +168,17 @@ def _works(backend: str) -> bool:
     except (OSError, subprocess.TimeoutExpired):
         return False
     return done.returncode == 0
+
+
+def slots(backend: str) -> int | None:
+    """How many harnesses of `backend` may run at once: for `userns`, the slots that the pod mounted in the
+    sandbox image's program root (program_root.py), 0 without one; None where nothing limits it."""
+    if backend != "userns":
+        return None
+    try:
+        return len(os.listdir(os.path.join(program_root.PROGRAM_ROOT, program_root.WORK.strip("/"))))
+    except OSError:
+        return 0
 
 
 def available_backends() -> list[str]:
@@ -188,7 +205,8 @@ def resolve(backend: str) -> str:
         need = {
             "runsc": "root, runsc and bwrap",
             "bwrap": "bwrap",
-            "userns": "a user other than root who may create user namespaces, as in a gVisor pod",
+            "userns": "a user other than root who may create user namespaces and the sandbox image's program "
+            f"root at {program_root.PROGRAM_ROOT} with a slot mounted, as in the verify pod",
         }[backend]
         raise SandboxUnavailable(f"sandbox backend {backend!r} does not work on this machine (it needs {need})")
     return backend

@@ -15,7 +15,9 @@ directory, with a cleared environment and, when the harness is root, as a fresh 
 (root inside runsc or bwrap could read the host's /etc/shadow, and a shared uid could signal or trace the
 harness). After each test every process the program left is killed (procs.py) and its directory removed.
 The harness itself is a child subreaper (`--namespaces`: each program is PID 1 of a pid namespace of its own
-instead, namespaces.py), undumpable, and zeroes the environment it was started with.
+instead, namespaces.py), undumpable, and zeroes the environment it was started with. With `--root` (the
+`userns` backend) each program is chroot'ed into that tree and runs in the harness's slot there, emptied after
+each test, instead of a fresh directory (program_root.py).
 
 Policy: a program stops at its first failed test, since the verdict is then known: `correct` when every test
 passes, else that of the first test that failed. Most wrong programs fail the first test, so this is what makes
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import fcntl
 import json
 import os
 import secrets
@@ -43,6 +46,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+from tpt_stages.sandbox import program_root
 from tpt_stages.sandbox.compare import outputs_match
 from tpt_stages.sandbox.procs import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, kill_leftovers, prctl
 from tpt_stages.sandbox.zygote import MEMORY_ERROR_EXIT, READY, Zygote
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--namespaces", action="store_true", help="keep programs in namespaces of their own (namespaces.py; not root)"
     )
+    parser.add_argument("--root", help="chroot programs into this tree, each into a slot of its (program_root.py)")
     args = parser.parse_args(argv)
     limits = json.loads(args.limits)
     _scrub_environment()
@@ -93,18 +98,46 @@ def main(argv: list[str] | None = None) -> int:
     zygote = Zygote(PROGRAM_ENV, args.namespaces)  # before any job is read: see zygote.py
     root = os.geteuid() == 0
     uid_base = UID_RANGE[0] + secrets.randbelow(UID_RANGE[1] - UID_RANGE[0] - (1 << 20)) if root else None
-    base = tempfile.mkdtemp(prefix="tpt-sandbox-", dir="/tmp")
-    os.chmod(base, 0o711)  # programs may enter their own directory, not list the others
+    if args.root:
+        base = None
+        slot = _claim_slot(args.root)
+    else:
+        base = tempfile.mkdtemp(prefix="tpt-sandbox-", dir="/tmp")
+        os.chmod(base, 0o711)  # programs may enter their own directory, not list the others
     _emit({"ready": True, "uid_drop": root})
     for index, line in enumerate(sys.stdin):
         job = json.loads(line)
         uid = None if uid_base is None else uid_base + index
-        _emit(run_program(zygote, job, limits, uid, os.path.join(base, str(index))))
-    os.rmdir(base)  # every program's directory is gone already; on the host (`unsafe`) leave nothing
+        place = (args.root, slot) if base is None else (None, os.path.join(base, str(index)))
+        _emit(run_program(zygote, job, limits, uid, place))
+    if base is not None:
+        os.rmdir(base)  # every program's directory is gone already; on the host (`unsafe`) leave nothing
     return 0
 
 
-def run_program(zygote: Zygote, job: dict, limits: dict, uid: int | None, workdir: str) -> dict:
+def _claim_slot(root: str) -> str:
+    """A slot of the tree at `root` (a directory of its WORK, an emptyDir of the pod's) that no other harness
+    holds, locked for our lifetime and emptied. Each program of ours runs in it (as its root-owned, read-only
+    parent keeps programs from writing beside it) and we empty it after each test; the slot is not made per
+    program, because the harness cannot create a directory that a program of its own uid could not chmod."""
+    work = os.path.join(root, program_root.WORK.strip("/"))
+    for name in sorted(os.listdir(work)):
+        path = os.path.join(work, name)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            continue
+        _empty(path)  # a harness before us may have died in the middle of a test
+        return path  # fd stays open: the lock lasts as long as we do
+    raise OSError(f"no free slot for programs in {work} (the pod mounts one emptyDir per harness there)")
+
+
+def run_program(zygote: Zygote, job: dict, limits: dict, uid: int | None, place: tuple[str | None, str]) -> dict:
+    """`place`: (None, the path of a fresh directory for each test, less a suffix) or (the root to chroot
+    into, the slot that every test of it runs in)."""
+    root, workdir = place
     tests = job["tests"]
     timeout = float(job["timeout"])
     source = job["program"].encode("utf-8", errors="surrogateescape")
@@ -115,7 +148,9 @@ def run_program(zygote: Zygote, job: dict, limits: dict, uid: int | None, workdi
         if sum(times) >= BUDGET_FACTOR * timeout:
             failure = failure or ("timeout", i, Run(), f"time budget of {BUDGET_FACTOR} time limits used up")
             break
-        run = run_test(zygote, source, stdin.encode(), limits, timeout, uid, f"{workdir}-{i}")
+        run = run_test(
+            zygote, source, stdin.encode(), limits, timeout, uid, (root, workdir if root else f"{workdir}-{i}")
+        )
         times.append(run.seconds)
         last = run
         verdict, detail = judge(run, expected, limits, timeout)
@@ -195,21 +230,32 @@ def _rlimits(limits: dict, timeout: float) -> dict[str, tuple[int, int]]:
 
 
 def run_test(
-    zygote: Zygote, source: bytes, stdin: bytes, limits: dict, timeout: float, uid: int | None, workdir: str
+    zygote: Zygote,
+    source: bytes,
+    stdin: bytes,
+    limits: dict,
+    timeout: float,
+    uid: int | None,
+    place: tuple[str | None, str],
 ) -> Run:
-    os.mkdir(workdir, 0o700)
-    if uid is not None:
-        os.chown(workdir, uid, uid)
+    """`place`: (None, a directory to create) or (the root to chroot into, the empty slot to run in)."""
+    root, workdir = place
+    if root is None:
+        os.mkdir(workdir, 0o700)
+        if uid is not None:
+            os.chown(workdir, uid, uid)
+    seen = workdir[len(root) :] if root else workdir  # the directory's path as the program sees it
     run = Run()
     ctl, ctl_child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     in_r, in_w = _channel()
     out_r, out_w = _channel()
     err_r, err_w = _channel()
     request = {
-        "cwd": workdir,
+        "root": root,
+        "cwd": seen,
         "uid": uid,
         "rlimits": _rlimits(limits, timeout),
-        "env": {**PROGRAM_ENV, "HOME": workdir, "TMPDIR": workdir},
+        "env": {**PROGRAM_ENV, "HOME": seen, "TMPDIR": seen},
     }
     start = time.monotonic()
     try:
@@ -223,7 +269,10 @@ def run_test(
     finally:
         run.seconds = time.monotonic() - start
         ctl.close()
-        _remove_tree(workdir)
+        if root is None:
+            _remove_tree(workdir)
+        else:
+            _empty(workdir)
     return run
 
 
@@ -419,6 +468,17 @@ def _remove_tree(path: str) -> None:
             for d in dirs:
                 os.chmod(os.path.join(top, d), 0o700)
         shutil.rmtree(path)
+
+
+def _empty(path: str) -> None:
+    """Remove everything in the directory `path`, which stays."""
+    with os.scandir(path) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                os.chmod(entry.path, 0o700)  # a program may have made it unreadable
+                _remove_tree(entry.path)
+            else:
+                os.unlink(entry.path)
 
 
 def _emit(obj: dict) -> None:

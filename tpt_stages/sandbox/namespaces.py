@@ -14,8 +14,8 @@ through /proc/<pid>/fd, undumpable or not. Namespaces keep them out of reach ins
 - every channel between the caller, the harness and a program is a socket, which /proc/<pid>/fd cannot reopen
   (ENXIO), not a pipe.
 
-gVisor refuses mount(2) in such a namespace, so programs still see the pod's /proc and share its writable
-directories (docs/sandbox.md, "Known limits").
+gVisor refuses mount(2) in such a namespace, so the child chroots instead, into the image's program root
+(program_root.py), before it drops its capabilities (docs/sandbox.md, "Known limits").
 
 Stdlib-only: runs inside the sandbox.
 """

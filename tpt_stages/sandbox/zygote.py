@@ -98,7 +98,8 @@ class Zygote:
         self.sock = parent
 
     def start(self, request: dict, fds: list[int]) -> None:
-        """Fork a child for `request` (cwd, uid, rlimits, env) with fds (control, stdin, stdout, stderr)."""
+        """Fork a child for `request` (root: the directory to chroot into or None, cwd (in the root), uid,
+        rlimits, env) with fds (control, stdin, stdout, stderr)."""
         socket.send_fds(self.sock, [json.dumps(request).encode()], fds)
 
     def reply(self) -> dict:
@@ -178,7 +179,9 @@ def _child(request: dict, fds: list[int]) -> None:
         while chunk := ctl.recv(1 << 16):
             chunks.append(chunk)
         source = b"".join(chunks).decode("utf-8", errors="surrogateescape")
-        os.chdir(request["cwd"])
+        if request.get("root"):  # (`userns`) while our user namespace's CAP_SYS_CHROOT is still ours
+            os.chroot(request["root"])
+        os.chdir(request["cwd"])  # after the chroot: a cwd outside the new root would be a way out of it
         os.umask(0o077)
         for name, (soft, hard) in request["rlimits"].items():
             resource.setrlimit(getattr(resource, name), (soft, hard))
