@@ -27,8 +27,6 @@ from __future__ import annotations
 import atexit
 import builtins
 import contextlib
-import ctypes
-import errno
 import gc
 import importlib
 import io
@@ -57,8 +55,6 @@ MEMORY_ERROR_EXIT = 251
 # Python's own status when flushing stdout fails at exit (e.g. RLIMIT_FSIZE, a closed pipe).
 FLUSH_ERROR_EXIT = 120
 READY = b"R"
-CLONE_NEWIPC = 0x08000000
-_libc = ctypes.CDLL(None, use_errno=True)
 _MAX_MESSAGE = 1 << 16
 # In namespaces of its own (the `userns` backend): set by serve() from its argv.
 _isolated = False
@@ -267,9 +263,8 @@ def _own_ipc_namespace() -> None:
     with its last process, instead of outliving it as a channel to the next program. Needs CAP_SYS_ADMIN,
     which root has inside runsc and bwrap (backends.py grants it); elsewhere (an unsafe harness in a
     container without it) programs share the harness's namespace, as they share its network."""
-    if _libc.unshare(CLONE_NEWIPC) != 0 and ctypes.get_errno() != errno.EPERM:
-        err = ctypes.get_errno()
-        raise OSError(err, f"unshare(CLONE_NEWIPC): {os.strerror(err)}")
+    with contextlib.suppress(PermissionError):  # EPERM: no CAP_SYS_ADMIN here
+        namespaces.unshare(namespaces.CLONE_NEWIPC)
 
 
 def _exit_status(e: SystemExit) -> int:
