@@ -75,12 +75,16 @@ class Checker:
     def python(self, title: str, *args: str) -> int | None:
         return self.sh(title, [sys.executable, *args])
 
+    def must(self, title: str, *args: str) -> None:
+        """`python(title, *args)`, the check failing (or timed out) unless it exits 0."""
+        rc = self.python(title, *args)
+        if rc != 0:
+            raise CheckFailed(f"{title} ran out of time" if rc is None else f"{title} exited {rc} (log.txt)", rc)
+
     def model(self, size: str) -> Path:
         path = self.work / size
         if not (path / "random_llama.json").exists():
-            rc = self.python(f"random model {size}", str(BENCH / "random_llama.py"), "--size", size, "--out", str(path))
-            if rc != 0:
-                raise CheckFailed(f"building the random {size} model: exit {rc} (log.txt)", rc)
+            self.must(f"random model {size}", str(BENCH / "random_llama.py"), "--size", size, "--out", str(path))
         return path
 
 
@@ -124,9 +128,7 @@ def train(c: Checker) -> Result:
         size = ["--examples", "8192", "--batch-size", "128", "--peak-tflops", str(H200_BF16_DENSE_TFLOPS)]
     else:
         size = ["--examples", "64", "--batch-size", "16"]
-    rc = c.python("bench_train", str(BENCH / "bench_train.py"), "--model", str(model), *size, "--json", str(report))
-    if rc != 0:
-        raise CheckFailed("bench_train ran out of time" if rc is None else f"bench_train exited {rc} (log.txt)", rc)
+    c.must("bench_train", str(BENCH / "bench_train.py"), "--model", str(model), *size, "--json", str(report))
     data = json.loads(report.read_text())
     stage, bare = data["rows"]
     label = "" if c.gpu else "CPU, code path only (not an MFU claim): "
@@ -146,10 +148,8 @@ def think(c: Checker) -> Result:
         size = ["--problems", "128", "--n", "4", "--max-tokens", "160", "--dtype", "bfloat16"]
     else:
         size = ["--problems", "8", "--n", "2", "--max-tokens", "32", "--dtype", "float32"]
-    rc = c.python("bench_think", str(BENCH / "bench_think.py"), "--model", str(model), "--rows", "2,3",
-                  "--engine", "transformers", *size, "--json", str(report))  # fmt: skip
-    if rc != 0:
-        raise CheckFailed("bench_think ran out of time" if rc is None else f"bench_think exited {rc} (log.txt)", rc)
+    c.must("bench_think", str(BENCH / "bench_think.py"), "--model", str(model), "--rows", "2,3",
+           "--engine", "transformers", *size, "--json", str(report))  # fmt: skip
     data = json.loads(report.read_text())
     stage, engine = data["rows"]
     label = "" if c.gpu else "CPU, code path only: "
@@ -166,9 +166,7 @@ def quickstart_round(c: Checker) -> Result:
             "quickstart-round", "skipped", reason="needs a GPU; on a CPU the quick start is `make quickstart`"
         )
     tiny = c.work / "arith-tiny"
-    rc = c.python("tpt tiny-model", "-m", "tpt_stages.cli", "tiny-model", "--out", str(tiny))
-    if rc != 0:
-        raise CheckFailed("tpt tiny-model ran out of time" if rc is None else f"tpt tiny-model exited {rc}", rc)
+    c.must("tpt tiny-model", "-m", "tpt_stages.cli", "tiny-model", "--out", str(tiny))
     # The quick start's pruned run as the README runs it, but one round, sampled with transformers (vLLM's CUDA
     # wheel cannot be carried to the GPU machine) in the dtype the GPU picks (bfloat16).
     doc = next(yaml.safe_load_all((REPO / "examples" / "quickstart.yaml").read_text()))
