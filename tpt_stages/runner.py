@@ -19,6 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tpt_stages import layout
+from tpt_stages.launcher import StageProcess, wait_for_exit
 from tpt_stages.planner import ABSENT, Cancel, Launch, Observation, State, plan
 from tpt_stages.spec import Phase, SelfImprovementRun, SpecError, dumps, loads_all
 from tpt_stages.stage import merge_shard_reports
@@ -96,6 +97,8 @@ class LocalExecutor:
     def __init__(self, run: SelfImprovementRun, store: Store, log_dir: Path):
         self.run, self.store, self.log_dir = run, store, log_dir
         self.gpus = _visible_gpus()
+        # Stages fork from a server that has imported what they import (launcher.py), where no GPU is visible.
+        self.warm = not self.gpus and sys.platform.startswith("linux")
         self.log_dir.mkdir(parents=True, exist_ok=True)
 
     def command(self, action: Launch, shard: int) -> list[str]:
@@ -123,7 +126,7 @@ class LocalExecutor:
         pin = action.shards > 1 and parallel > 1
         devices: dict[int, str] = {}
         pending = list(range(action.shards))
-        running: list[tuple[int, subprocess.Popen, Path, Path]] = []
+        running: list[tuple[int, StageProcess, Path, Path]] = []
         with tempfile.TemporaryDirectory(prefix="tpt-reports-") as tmp:
             try:
                 while pending or running:
@@ -135,16 +138,9 @@ class LocalExecutor:
                         if pin:
                             devices[shard] = next(g for g in self.gpus if g not in devices.values())
                             env["CUDA_VISIBLE_DEVICES"] = devices[shard]
-                        with open(log, "w") as f:
-                            proc = subprocess.Popen(
-                                self.command(action, shard),
-                                stdout=f,
-                                stderr=subprocess.STDOUT,
-                                env=env,
-                                start_new_session=True,
-                            )
+                        proc = StageProcess(self.command(action, shard), env, log, warm=self.warm)
                         running.append((shard, proc, report_file, log))
-                    time.sleep(0.2)
+                    wait_for_exit([r[1] for r in running])
                     for item in [r for r in running if r[1].poll() is not None]:
                         running.remove(item)
                         shard, proc, report_file, log = item
@@ -177,13 +173,12 @@ class LocalExecutor:
         )
 
 
-def _terminate(proc: subprocess.Popen) -> None:
-    try:
+def _terminate(proc: StageProcess) -> None:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, 15)
-        proc.wait(timeout=10)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        with contextlib.suppress(ProcessLookupError):
+        if proc.wait(timeout=10) is None:
             os.killpg(proc.pid, 9)
+            proc.wait()
 
 
 def _tail(log: Path, lines: int = 3) -> str:
