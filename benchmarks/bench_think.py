@@ -167,7 +167,11 @@ def child(args: argparse.Namespace) -> dict:
 # (label, row kind, vLLM keyword arguments for raw rows)
 ROWS = [
     ("raw vLLM, defaults", "raw", {}),
-    ("raw vLLM, the engine's settings (in-process, eager)", "raw", {"in_process": True, "enforce_eager": True}),
+    (
+        "raw vLLM, the engine's settings (in-process, eager, 32-token KV blocks)",
+        "raw",
+        {"in_process": True, "enforce_eager": True, "block_size": 32},
+    ),
     ("think stage (prompts in, samples committed)", "stage", {}),
     ("transformers `generate` (TransformersEngine)", "transformers", {}),
 ]

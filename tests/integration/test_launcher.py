@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import textwrap
 import time
@@ -114,3 +115,17 @@ def running(pid: int) -> bool:
 def test_only_python_command_lines_are_launched(tmp_path):
     with pytest.raises(ValueError, match="command line"):
         StageProcess(["/bin/true"], {}, tmp_path / "log", warm=True)
+
+
+def test_the_fork_server_ends_with_its_parent_and_prints_nothing(tmp_path):
+    """Its output would land on `tpt run`'s terminal (triton's bindings list "leaked" objects when an
+    interpreter that imported vLLM is finalized)."""
+    code = (
+        "import sys; from tpt_stages.launcher import StageProcess; "
+        "sys.exit(StageProcess([sys.executable, '-c', 'pass'], {}, sys.argv[1], warm=True).wait(120))"
+    )
+    # The server holds the same pipes: this returns once it too has ended.
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")], capture_output=True, timeout=300)
+    assert out.returncode == 0
+    assert out.stdout == out.stderr == b"", out.stderr[-2000:]
+
