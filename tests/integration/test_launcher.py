@@ -128,4 +128,3 @@ def test_the_fork_server_ends_with_its_parent_and_prints_nothing(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "log")], capture_output=True, timeout=300)
     assert out.returncode == 0
     assert out.stdout == out.stderr == b"", out.stderr[-2000:]
-
