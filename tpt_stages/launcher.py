@@ -28,7 +28,7 @@ import runpy
 import sys
 from pathlib import Path
 
-# What the fork server imports before it forks (multiprocessing swallows an ImportError, e.g. no vLLM).
+# What the fork server imports before it forks (preload.py skips a library that is missing or fails to import).
 PRELOAD = ["tpt_stages.preload"]
 
 
@@ -81,7 +81,8 @@ def _child(args: list[str], env: dict[str, str], cwd: str, log: str) -> None:
     os.environ.update({**(preloaded.SET_BY_IMPORTS if preloaded else {}), **env})
     fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     for stream in (sys.stdout, sys.stderr):
-        stream.flush()
+        if stream is not None:  # None where `tpt run` was started without one
+            stream.flush()
     os.dup2(fd, 1)  # at the descriptor level: native libraries' output lands in the log too
     os.dup2(fd, 2)
     os.close(fd)
