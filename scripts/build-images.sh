@@ -7,14 +7,19 @@
 # (/usr/local, uninstallable like any distribution), no PEP 668 marker, no setuptools. The host's extra CA
 # certificates go into that base only (a TLS-inspecting egress would otherwise fail pip inside the builds).
 #
-# Everything is cached per machine, outside the checkout: container storage (vfs: no overlay mounts needed)
-# under $TPT_CONTAINERS (default ~/.cache/tpt/containers), the base image by a hash of its recipe, build steps by
-# buildah's layer cache, and a build is skipped when its inputs are those of the image (a label records them).
+# Everything is cached per machine, outside the checkout, under $TPT_CONTAINERS (default ~/.cache/tpt/containers):
+# container storage, the base image by a hash of its recipe, build steps by buildah's layer cache, and a build is
+# skipped when its inputs are those of the image (a label records them). The storage is overlay where the kernel
+# mounts it (a layer holds only its changes) and vfs elsewhere (every layer a full copy of the image's tree: a dozen
+# times the disk, and minutes of copying per build); $TPT_CONTAINERS/storage.conf names it for podman, buildah and
+# the tests. After each build, the layers that no image or cached step of the current builds uses are removed:
+# the store stays the size of one build of each image instead of growing with every change.
 #
 # Needs root (debootstrap, chroot, container storage) and Debian's buildah, podman, runc and debootstrap, which it
 # installs when missing. crun, podman's default runtime, fails here on hybrid cgroups: everything uses runc.
 #
-# Environment: TPT_CONTAINERS, IMAGE_PREFIX (default localhost/tpt), DEBIAN_MIRROR.
+# Environment: TPT_CONTAINERS, TPT_STORAGE_DRIVER (overlay or vfs; default: overlay when it mounts),
+# IMAGE_PREFIX (default localhost/tpt), DEBIAN_MIRROR.
 # Prints `name image-id size` per image; the tests (tests/images/) run the same images from the same storage.
 set -euo pipefail
 
@@ -48,9 +53,35 @@ mkdir -p "$STORE"
 exec 9>"$STORE/build.lock"
 flock 9 # one build at a time per storage
 
-STORAGE=(--root "$STORE/storage" --runroot "$STORE/run" --storage-driver vfs)
-buildah() { command buildah "${STORAGE[@]}" "$@"; }
-podman() { command podman "${STORAGE[@]}" "$@"; }
+# Can this kernel mount overlay with its upper layer on the store's filesystem?
+overlay_mounts() {
+	local probe ok=1
+	probe=$(mktemp -d "$STORE/overlay-probe.XXXXXX")
+	mkdir "$probe/lower" "$probe/upper" "$probe/work" "$probe/merged"
+	mount -t overlay overlay -o "lowerdir=$probe/lower,upperdir=$probe/upper,workdir=$probe/work" \
+		"$probe/merged" 2>/dev/null && umount "$probe/merged" && ok=0
+	rm -rf "$probe"
+	return $ok
+}
+DRIVER="${TPT_STORAGE_DRIVER:-}"
+if [ -z "$DRIVER" ]; then
+	if overlay_mounts; then DRIVER=overlay; else DRIVER=vfs; fi
+fi
+case "$DRIVER" in overlay | vfs) ;; *) die "TPT_STORAGE_DRIVER=$DRIVER: overlay or vfs" ;; esac
+# One storage root per driver: containers/storage refuses a root that another driver made.
+cat >"$STORE/storage.conf" <<EOF
+[storage]
+driver = "$DRIVER"
+graphroot = "$STORE/$DRIVER"
+runroot = "$STORE/run"
+EOF
+export CONTAINERS_STORAGE_CONF="$STORE/storage.conf"
+# Before 2026-11-29 the store was vfs under storage/, and grew by a full copy per changed layer (43 GB here).
+if [ -d "$STORE/storage/vfs" ]; then
+	log "removing the old vfs store ($(du -sh "$STORE/storage" | cut -f1)): $STORE/storage"
+	rm -rf "$STORE/storage"
+fi
+log "storage: $DRIVER in $STORE/$DRIVER"
 
 make_base() {
 	local rootfs=$1
@@ -117,23 +148,53 @@ inputs() {
 }
 
 build() {
-	local name=$1 dockerfile=$2 start=$SECONDS hash
+	local name=$1 dockerfile=$2 start=$SECONDS hash log="$STORE/run/build-$1.log" steps="$STORE/steps-$1"
 	hash=$(inputs "$dockerfile")
-	# Even a fully cached buildah build copies every layer on vfs (minutes): skip it when nothing changed.
+	# Skip a build whose inputs did not change: even a fully cached one commits the final image again.
 	if [ "$(podman image inspect --format '{{ index .Labels "dev.tpt.inputs" }}' "$PREFIX/$name:$VERSION" 2>/dev/null)" = "$hash" ]; then
 		log "$PREFIX/$name:$VERSION is up to date"
+		[ -s "$steps" ] || echo "$PREFIX/$name:$VERSION" >"$steps"
 		return
 	fi
 	log "building $PREFIX/$name:$VERSION from $dockerfile"
-	buildah bud --runtime runc --layers --pull=never --quiet --label "dev.tpt.inputs=$hash" \
+	buildah bud --runtime runc --layers --pull=never --label "dev.tpt.inputs=$hash" \
 		--build-arg PYTHON_IMAGE="$BASE" --build-arg VERSION="$VERSION" --build-arg REVISION="$revision" \
-		-f "$ROOT/$dockerfile" -t "$PREFIX/$name:$VERSION" "$ROOT" >/dev/null
+		-f "$ROOT/$dockerfile" -t "$PREFIX/$name:$VERSION" "$ROOT" >"$log" 2>&1 ||
+		{ tail -40 "$log" >&2; die "building $PREFIX/$name:$VERSION failed (log: $log)"; }
+	# The images this build is made of, cached steps included, for the clean-up to keep. Each step ends in
+	# `--> ID` or `--> Using cache ID`: the build stages' images are untagged dead ends that only this list
+	# tells from an old build's.
+	{
+		sed -n 's/^--> \(Using cache \)\{0,1\}\([0-9a-f]\{7,\}\)$/\2/p' "$log"
+		echo "$PREFIX/$name:$VERSION"
+	} >"$steps"
 	log "built $PREFIX/$name:$VERSION in $((SECONDS - start)) s"
 }
+
+# Remove what no build uses any more: old builds' images (and with them their layers) and the working
+# containers of interrupted builds. Only untagged images go, and none that a kept image descends from.
+clean() {
+	local keep=() stale=() id repo parent
+	buildah rm --all >/dev/null
+	while read -r id; do
+		while [ -n "$id" ] && [[ " ${keep[*]} " != *" $id "* ]]; do
+			keep+=("$id")
+			parent=$(podman image inspect --format '{{.Parent}}' "$id")
+			id=${parent#sha256:}
+		done
+	done < <(cat "$STORE"/steps-{operator,sandbox} | xargs -r podman image inspect --format '{{.Id}}')
+	while read -r id repo; do
+		id=${id#sha256:}
+		[ "$repo" = "<none>" ] && [[ " ${keep[*]} " != *" $id "* ]] && stale+=("$id")
+	done < <(podman images --all --no-trunc --format '{{.ID}} {{.Repository}}')
+	[ ${#stale[@]} -gt 0 ] || return 0
+	podman rmi --force "${stale[@]}" >/dev/null
+	log "removed ${#stale[@]} images of earlier builds; the store holds $(du -sh "$STORE/$DRIVER" | cut -f1)"
+}
+
 build operator images/operator/Dockerfile
 build sandbox images/sandbox/Dockerfile
-# No `podman image prune`: the build stages' layers are untagged dead ends, and pruning them empties the cache.
-# The cache grows by the changed layers of each rebuild; `rm -rf $STORE` starts afresh.
+clean
 
 for name in operator sandbox; do
 	podman image inspect --format "$name {{.Id}} {{.Size}}" "$PREFIX/$name:$VERSION"

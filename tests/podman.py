@@ -1,7 +1,7 @@
 """The images `make images` built (scripts/build-images.sh), run with podman from the same storage.
 
-Same storage flags, image names and runtime as the build script: vfs storage under ~/.cache/tpt/containers,
-runc (crun fails on these hosts' hybrid cgroups) or runsc for gVisor, and explicit ulimits (podman cannot raise
+Same storage, image names and runtime as the build script: the storage.conf it writes under
+~/.cache/tpt/containers (overlay where the kernel mounts it, else vfs), runc (crun fails on these hosts' hybrid cgroups) or runsc for gVisor, and explicit ulimits (podman cannot raise
 its own without CAP_SYS_RESOURCE). A missing image fails the test with the command that builds it: CI builds
 the images before the suite (`make test` depends on `make images`).
 """
@@ -29,7 +29,7 @@ STORE = Path(
 PREFIX = os.environ.get("IMAGE_PREFIX", "localhost/tpt")
 VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 BASE = f"{PREFIX}/python-base:bookworm"
-STORAGE = ["--root", str(STORE / "storage"), "--runroot", str(STORE / "run"), "--storage-driver", "vfs"]
+STORAGE_CONF = STORE / "storage.conf"
 ULIMITS = ["--ulimit", "nofile=16384:16384", "--ulimit", "nproc=4096:4096"]
 # gVisor as podman's runtime: runsc refuses a container in the host's network namespace unless told that
 # there is no network.
@@ -48,8 +48,11 @@ def image(name: str) -> str:
 
 def podman(*args: str, runtime: list[str] | None = None, check: bool = True, timeout: float = 300, **kw):
     """`podman ARGS` on the build script's storage; text output captured."""
-    argv = ["podman", *STORAGE, *(runtime or ["--runtime", "runc"]), *args]
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if not STORAGE_CONF.is_file():
+        pytest.fail(f"no {STORAGE_CONF}: run `make images` (scripts/build-images.sh) first")
+    argv = ["podman", *(runtime or ["--runtime", "runc"]), *args]
+    env = {**kw.pop("env", os.environ), "CONTAINERS_STORAGE_CONF": str(STORAGE_CONF)}
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, **kw)
     if check and done.returncode != 0:
         raise AssertionError(f"{' '.join(argv)}: exit {done.returncode}\n{done.stdout[-3000:]}{done.stderr[-3000:]}")
     return done

@@ -56,3 +56,17 @@ print(subprocess.run([sys.executable, "-c", "import pip"], capture_output=True).
     assert python in ("/usr/bin/python", "/usr/local/bin/python")
     assert pip_dir.startswith("/usr/local/lib/python3"), pip_dir
     assert out[1:4] == ["[]", "True", "1"], out
+
+
+def test_the_store_holds_one_build_of_each_image():
+    """Each build step is an image (the layer cache); the build script removes those of earlier builds. Without
+    that, a machine that rebuilds on every change fills its disk: CI's did, at 43 GB of vfs layers."""
+    podman.image("operator"), podman.image("sandbox")
+    steps = 0
+    for name in IMAGES:
+        instructions = re.findall(r"^([A-Z]+) ", (podman.ROOT / f"images/{name}/Dockerfile").read_text(), re.M)
+        stages = instructions[instructions.index("FROM") :]
+        # One image per instruction of a stage but FROM, and the final one relabelled with the build's inputs.
+        steps += sum(i != "FROM" for i in stages) + 1
+    listed = podman.podman("images", "--all", "--format", "{{.ID}} {{.Repository}}:{{.Tag}}").stdout.splitlines()
+    assert len(listed) <= steps + 1, "\n".join(listed)  # + the base
