@@ -20,7 +20,7 @@
 #
 # Environment: TPT_CONTAINERS, TPT_STORAGE_DRIVER (overlay or vfs; default: overlay when it mounts),
 # IMAGE_PREFIX (default localhost/tpt), DEBIAN_MIRROR.
-# Prints `name image-id size` per image; the tests (tests/images/) run the same images from the same storage.
+# Prints `name image-id size` per image; the tests (tests/podman.py) run the same images from the same storage.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -174,18 +174,19 @@ build() {
 # Remove what no build uses any more: old builds' images (and with them their layers) and the working
 # containers of interrupted builds. Only untagged images go, and none that a kept image descends from.
 clean() {
-	local keep=() stale=() id repo parent
+	local -A keep=()
+	local stale=() id repo parent
 	buildah rm --all >/dev/null
 	while read -r id; do
-		while [ -n "$id" ] && [[ " ${keep[*]} " != *" $id "* ]]; do
-			keep+=("$id")
+		while [ -n "$id" ] && [ -z "${keep[$id]:-}" ]; do
+			keep[$id]=1
 			parent=$(podman image inspect --format '{{.Parent}}' "$id")
 			id=${parent#sha256:}
 		done
 	done < <(cat "$STORE"/steps-{operator,sandbox} | xargs -r podman image inspect --format '{{.Id}}')
 	while read -r id repo; do
 		id=${id#sha256:}
-		[ "$repo" = "<none>" ] && [[ " ${keep[*]} " != *" $id "* ]] && stale+=("$id")
+		[ "$repo" = "<none>" ] && [ -z "${keep[$id]:-}" ] && stale+=("$id")
 	done < <(podman images --all --no-trunc --format '{{.ID}} {{.Repository}}')
 	[ ${#stale[@]} -gt 0 ] || return 0
 	podman rmi --force "${stale[@]}" >/dev/null
